@@ -1,0 +1,3 @@
+"""CLI commands for the data layer (registered on `main`)."""
+
+from __future__ import annotations

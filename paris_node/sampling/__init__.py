@@ -1,0 +1,1 @@
+"""paris_node.sampling"""
