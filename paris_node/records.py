@@ -315,6 +315,7 @@ def decode_record(
     if extra:
         raise SchemaError(f"record: unexpected envelope fields {sorted(extra)}")
     record = SignedRecord(**obj)
+    record.body  # schema check of the payload (cheap; before the signature so type errors are named as such)
     try:
         public = public_from_node_id(record.signer)
         sig = bytes.fromhex(record.sig)
@@ -329,5 +330,4 @@ def decode_record(
         raise WrongContext(f"expected a {kind} record, got {record.kind}")
     if run is not None and record.run != run:
         raise WrongContext(f"record is for run {record.run!r}, not {run!r}")
-    record.body  # schema check of the payload
     return record

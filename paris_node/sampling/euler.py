@@ -1,0 +1,42 @@
+"""Euler sampler for rectified flow (pure tensor maths).
+
+Flow-matching convention as in the reference: x_t = (1 - t) x0 + t eps, so t = sigma = 1 is pure noise and
+t = 0 is data, and the model predicts the velocity v = eps - x0 = dx_t/dt. Integrating from sigma = 1 down to
+0 therefore steps *against* v: x <- x + (sigma_next - sigma) * v with sigma_next < sigma.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from paris_node.errors import UsageError
+
+
+def timesteps(steps: int) -> Tensor:
+    """The `steps + 1` sigmas from 1 to 0, evenly spaced (float64 so the grid is exact enough to compare)."""
+    if steps < 1:
+        raise UsageError(f"--steps {steps}: need at least 1 sampling step")
+    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+
+
+def euler_step(x: Tensor, v: Tensor, sigma: float, sigma_next: float) -> Tensor:
+    """One Euler step of the probability-flow ODE from `sigma` to `sigma_next`."""
+    return x + (sigma_next - sigma) * v
+
+
+def epsilon_to_velocity(x_t: Tensor, t: Tensor, eps_hat: Tensor) -> Tensor:
+    """Velocity from an epsilon-prediction (DDPM, HDDM) expert's output, so it can join a flow ensemble.
+
+    x0_hat = (x_t - t * eps_hat) / max(1 - t, 0.01), clamped to [-20, 20]; v = eps_hat - x0_hat. The floor and
+    the clamp keep the estimate finite near t = 1, where x0 is not identifiable from x_t. `t` is in [0, 1]
+    (not the 1000 t the models see) with shape [B] or broadcastable to x_t.
+
+    Same rule as `paris_node.training.losses.epsilon_to_velocity`; duplicated here because sampling sits below
+    training in the layer map.
+    """
+    if t.ndim == 1:
+        t = t.reshape(-1, *([1] * (x_t.ndim - 1)))
+    t = t.to(x_t.dtype)
+    x0_hat = ((x_t - t * eps_hat) / (1 - t).clamp_min(0.01)).clamp(-20.0, 20.0)
+    return eps_hat - x0_hat
