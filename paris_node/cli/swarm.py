@@ -1,20 +1,156 @@
-"""CLI commands for the swarm layer (registered on `main`)."""
+"""CLI commands for the swarm layer (registered on `main`): `start` (claim and hold a job) and `status`."""
 
 from __future__ import annotations
+
+import json
+import signal
+import tempfile
+import threading
+from pathlib import Path
 
 import click
 
 from paris_node.cli import main
-from paris_node.cli.common import not_built
+from paris_node.cli.common import CliState, home_option
+from paris_node.errors import UsageError
+from paris_node.identity import Identity
+from paris_node.swarm.runner import DEFAULT_LEASE_TTL_S, DEFAULT_SETTLE_S, StopSignal, SwarmOptions, idle_job, run_node
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def start() -> None:
-    """Join (or start) a swarm, claim a job, train it and publish checkpoints."""
-    not_built("start", "issue 4 / issue 7")
+def _claim(value: str) -> str | int:
+    if value in ("auto", "router"):
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter("use auto, router or an expert number such as 0") from None
+    if n < 0:
+        raise click.BadParameter("expert numbers start at 0")
+    return n
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def status() -> None:
-    """Show who trains what: jobs, owners, steps, losses, checkpoints."""
-    not_built("status", "issue 4")
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise click.BadParameter("use HOST:PORT, e.g. 127.0.0.1:0 (local) or 0.0.0.0:31337 (public node)")
+    return host.strip("[]"), int(port)
+
+
+def swarm_options(f):
+    """Options shared by every command that joins a swarm (start, status; node commands can reuse them)."""
+    f = click.option("--run", "run_id", default="demo", show_default=True, help="Run id (namespace in the DHT).")(f)
+    f = click.option("--join", multiple=True, metavar="MADDR", help="Multiaddr of a swarm member (repeatable).")(f)
+    f = click.option(
+        "--experts",
+        type=click.IntRange(1, 1024),
+        default=4,
+        show_default=True,
+        help="Number of experts K in the run (until run manifests carry it).",
+    )(f)
+    return f
+
+
+@main.command()
+@home_option
+@swarm_options
+@click.option("--claim", type=str, default="auto", show_default=True, help="auto | router | expert number N.")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT p2pd listens on.")
+@click.option("--announce", multiple=True, metavar="MADDR", help="Address others should dial (public/NAT).")
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(3, 600),
+    default=DEFAULT_LEASE_TTL_S,
+    show_default=True,
+    help="Seconds a claim lives without renewal (renewed every TTL/3).",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(0.5, 120),
+    default=DEFAULT_SETTLE_S,
+    show_default=True,
+    help="Seconds to wait after claiming before re-reading and resolving races.",
+)
+@click.pass_obj
+def start(state: CliState, run_id, join, experts, claim, listen, announce, lease_ttl, settle) -> None:
+    """Join (or start) a swarm, claim a job and hold it until Ctrl-C (training is plugged in by the node)."""
+    host, port = _listen(listen)
+    options = SwarmOptions(
+        home=state.home,
+        run=run_id,
+        experts=experts,
+        claim=_claim(claim),
+        join=tuple(join),
+        host=host,
+        port=port,
+        announce=tuple(announce),
+        lease_ttl_s=lease_ttl,
+        settle_s=settle,
+    )
+    stop = StopSignal()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_node(options, idle_job, stop=stop, on_event=_print_event)
+
+
+def _print_event(name: str, data: dict) -> None:
+    if name == "ready":
+        click.echo(f"node {data['node_id']}\nlistening on:")
+        for m in data["maddrs"]:
+            click.echo(f"  {m}")
+        click.echo(f"others join with:\n  {data['join']}")
+    elif name == "standby":
+        click.echo("standby: looking for a job to claim")
+    elif name == "owner":
+        click.echo(f"owner of {data['job']} (Ctrl-C to release it and stop)")
+    elif name == "lost":
+        click.echo(f"lost the lease on {data['job']}; looking again")
+    elif name == "stopped":
+        click.echo("released and stopped")
+
+
+@main.command()
+@home_option
+@swarm_options
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the swarm.")
+@click.pass_obj
+def status(state: CliState, run_id, join, experts, as_json, timeout) -> None:
+    """Show who trains what: jobs, owners, steps, losses, checkpoints, standbys."""
+    report = read_report(run_id, list(join), experts, timeout)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(format_text(report))
+
+
+def read_report(run: str, join: list[str], experts: int, timeout: float = 30.0) -> dict:
+    """Join as a short-lived reader with a throwaway key (the node's own key may be in use) and summarise."""
+    from paris_node.swarm import keys
+    from paris_node.swarm.dht import dht_now_ms, start_dht
+    from paris_node.swarm.membership import read_leases, read_pointers, read_statuses
+    from paris_node.swarm.report import swarm_report
+
+    if not join:
+        raise UsageError("status needs --join MADDR: the address a running node printed at start")
+    keys.check_run(run)
+    jobs = keys.jobs_for(experts)
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "reader.key"
+        key.write_bytes(Identity.generate().to_libp2p_bytes())
+        key.chmod(0o600)
+        dht = start_dht(key, initial_peers=join, startup_timeout=timeout, client_mode=True)
+        try:
+            leases = read_leases(dht, run, jobs)
+            statuses = read_statuses(dht, run)
+            pointers = {job: read_pointers(dht, run, job) for job in jobs}
+        finally:
+            done = threading.Thread(target=dht.shutdown, daemon=True)
+            done.start()
+            done.join(10)
+    return swarm_report(run, jobs, leases, statuses, pointers, dht_now_ms())
+
+
+def format_text(report: dict) -> str:
+    from paris_node.swarm.report import format_report
+
+    return format_report(report)

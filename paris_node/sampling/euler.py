@@ -23,20 +23,3 @@ def timesteps(steps: int) -> Tensor:
 def euler_step(x: Tensor, v: Tensor, sigma: float, sigma_next: float) -> Tensor:
     """One Euler step of the probability-flow ODE from `sigma` to `sigma_next`."""
     return x + (sigma_next - sigma) * v
-
-
-def epsilon_to_velocity(x_t: Tensor, t: Tensor, eps_hat: Tensor) -> Tensor:
-    """Velocity from an epsilon-prediction (DDPM, HDDM) expert's output, so it can join a flow ensemble.
-
-    x0_hat = (x_t - t * eps_hat) / max(1 - t, 0.01), clamped to [-20, 20]; v = eps_hat - x0_hat. The floor and
-    the clamp keep the estimate finite near t = 1, where x0 is not identifiable from x_t. `t` is in [0, 1]
-    (not the 1000 t the models see) with shape [B] or broadcastable to x_t.
-
-    Same rule as `paris_node.training.losses.epsilon_to_velocity`; duplicated here because sampling sits below
-    training in the layer map.
-    """
-    if t.ndim == 1:
-        t = t.reshape(-1, *([1] * (x_t.ndim - 1)))
-    t = t.to(x_t.dtype)
-    x0_hat = ((x_t - t * eps_hat) / (1 - t).clamp_min(0.01)).clamp(-20.0, 20.0)
-    return eps_hat - x0_hat

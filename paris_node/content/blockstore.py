@@ -1,0 +1,198 @@
+"""On-disk blockstore: one file per block, keyed by multihash, with recursive pins and garbage collection.
+
+Blocks live at `<root>/<shard>/<KEY>.data` where KEY is the base32 multihash (so the v0 and v1 CIDs of one
+block share a file) and shard is the next-to-last two characters of KEY, the same layout as Kubo's flatfs.
+Every write goes to a temp file in the same directory, is fsynced and renamed into place: a crash never
+leaves a visible partial block, and a full disk raises StoreFull with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from paris_node.content.cid import DAG_PB, IDENTITY, RAW, CidInfo, block_links, parse_cid, verify_block
+from paris_node.content.errors import BlockNotFound, CorruptDag, StoreFull
+
+__all__ = ["Blockstore", "atomic_write"]
+
+_PINS_FILE = "pins.json"
+
+
+def atomic_write(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
+    """Write chunks to `path` atomically (temp file in the same folder, fsync, os.replace); returns bytes written.
+
+    On any failure the temp file is removed and `path` is untouched; ENOSPC becomes StoreFull.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    total = 0
+    try:
+        try:
+            for chunk in chunks:
+                mv = memoryview(chunk).cast("B")
+                while len(mv):
+                    n = os.write(fd, mv)
+                    mv = mv[n:]
+                    total += n
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise StoreFull(f"disk full while writing {path}: free some space (try `paris-node gc`) and retry") from e
+        raise
+    return total
+
+
+class Blockstore:
+    """Verified block storage under one folder. Safe to use from several threads of one process."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()  # serialises pin-file updates and gc against puts
+
+    # --- blocks ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(info: CidInfo) -> str:
+        return base64.b32encode(info.multihash).decode().rstrip("=")
+
+    def _path(self, cid: str | CidInfo) -> Path:
+        info = parse_cid(cid) if isinstance(cid, str) else cid
+        key = self._key(info)
+        return self.root / key[-3:-1] / f"{key}.data"
+
+    def put(self, cid: str, data: bytes | memoryview) -> None:
+        """Store a block after checking its hash (BlockMismatch, nothing written, if it does not match)."""
+        info = parse_cid(cid)
+        verify_block(info, data)
+        path = self._path(info)
+        if info.mh_code == IDENTITY or path.exists():
+            return
+        path.parent.mkdir(exist_ok=True)
+        with self._lock:
+            atomic_write(path, [data])
+
+    def get(self, cid: str) -> bytes:
+        info = parse_cid(cid)
+        if info.mh_code == IDENTITY:  # the bytes are inside the CID (e.g. the gateway probe bafkqaaa)
+            return info.digest
+        try:
+            return self._path(info).read_bytes()
+        except FileNotFoundError:
+            raise BlockNotFound(f"block {cid} is not in the local store") from None
+
+    def has(self, cid: str) -> bool:
+        info = parse_cid(cid)
+        return info.mh_code == IDENTITY or self._path(info).is_file()
+
+    def delete(self, cid: str) -> None:
+        try:
+            self._path(cid).unlink()
+        except FileNotFoundError:
+            pass
+
+    def size(self, cid: str) -> int:
+        try:
+            return self._path(cid).stat().st_size
+        except FileNotFoundError:
+            raise BlockNotFound(f"block {cid} is not in the local store") from None
+
+    def _files(self) -> Iterator[Path]:
+        for shard in sorted(self.root.iterdir()):
+            if shard.is_dir() and len(shard.name) == 2:
+                yield from (p for p in sorted(shard.iterdir()) if p.suffix == ".data" and not p.name.startswith("."))
+
+    def cids(self) -> Iterator[str]:
+        """Every stored block as a CIDv1 with codec raw (the store keeps multihashes only, as Kubo does)."""
+        for p in self._files():
+            try:
+                mh = base64.b32decode(p.stem + "=" * (-len(p.stem) % 8))
+                yield str(CidInfo(1, RAW, mh[0], mh[2:]))
+            except Exception:
+                continue
+
+    def stat(self) -> dict:
+        """Size report: number of blocks and their total bytes."""
+        blocks = total = 0
+        for p in self._files():
+            blocks += 1
+            total += p.stat().st_size
+        return {"blocks": blocks, "bytes": total}
+
+    # --- pins and gc ----------------------------------------------------------------------------------------
+
+    def pins(self) -> list[str]:
+        """Recursively pinned roots, sorted."""
+        try:
+            data = json.loads((self.root / _PINS_FILE).read_text())
+        except FileNotFoundError:
+            return []
+        return sorted(data.get("recursive", []))
+
+    def _write_pins(self, pins: Iterable[str]) -> None:
+        body = json.dumps({"recursive": sorted(set(pins))}, indent=1).encode()
+        atomic_write(self.root / _PINS_FILE, [body])
+
+    def pin(self, root_cid: str) -> None:
+        """Keep `root_cid` and everything below it through gc (the blocks need not be present yet)."""
+        parse_cid(root_cid)
+        with self._lock:
+            self._write_pins([*self.pins(), root_cid])
+
+    def unpin(self, root_cid: str) -> None:
+        """Drop a pin; a CID that is not pinned raises KeyError. Blocks go at the next gc."""
+        with self._lock:
+            pins = self.pins()
+            if root_cid not in pins:
+                raise BlockNotFound(f"{root_cid} is not pinned")
+            pins.remove(root_cid)
+            self._write_pins(pins)
+
+    def _reachable(self, roots: Iterable[str]) -> set[str]:
+        keep: set[str] = set()
+        stack = [parse_cid(c) for c in roots]
+        while stack:
+            info = stack.pop()
+            key = self._key(info)
+            if key in keep:
+                continue
+            keep.add(key)
+            if info.codec != DAG_PB:
+                continue
+            try:
+                data = self._path(info).read_bytes()
+                stack.extend(parse_cid(c) for c in block_links(info, data))
+            except (FileNotFoundError, CorruptDag, ValueError):
+                continue  # incomplete or broken DAG: keep what is reachable among what is present
+        return keep
+
+    def gc(self) -> tuple[int, int]:
+        """Delete every block not reachable from a pin; returns (removed blocks, freed bytes)."""
+        with self._lock:
+            keep = self._reachable(self.pins())
+            removed = freed = 0
+            for p in list(self._files()):
+                if p.stem not in keep:
+                    size = p.stat().st_size
+                    p.unlink(missing_ok=True)
+                    removed += 1
+                    freed += size
+            for shard in self.root.iterdir():
+                if shard.is_dir():
+                    for tmp in shard.glob(".*.tmp"):  # leftovers of a crash mid-write
+                        tmp.unlink(missing_ok=True)
+            return removed, freed

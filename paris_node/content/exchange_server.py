@@ -1,0 +1,115 @@
+"""Serving side of the block protocol: answer want-lists from the local blockstore.
+
+The server never trusts the asker: want-lists are size-capped, each peer gets a bounded number of
+concurrent streams (others wait their turn), and a peer that stops reading is cut off after a write
+deadline. Whatever a peer does is logged at debug level and survived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from paris_node.content.errors import BlockNotFound, ContentError
+from paris_node.content.exchange_wire import (
+    PROTOCOL,
+    ExchangeError,
+    encode_frame_header,
+    read_request,
+)
+
+if TYPE_CHECKING:
+    from hivemind.p2p import P2P
+    from hivemind.p2p.p2p_daemon_bindings.datastructures import StreamInfo
+
+    from paris_node.content.blockstore import Blockstore
+
+logger = logging.getLogger(__name__)
+
+
+class BlockServer:
+    """Registers the block protocol on a hivemind P2P and serves blocks held in `store`.
+
+    Use `await server.start()` in the event loop that owns `p2p`, and `await server.stop()` before
+    the P2P shuts down. `blocks_served` counts blocks sent (tests use it to check resume).
+    """
+
+    def __init__(
+        self,
+        p2p: P2P,
+        store: Blockstore,
+        *,
+        protocol: str = PROTOCOL,
+        max_streams_per_peer: int = 4,
+        max_streams: int = 64,
+        request_timeout_s: float = 10.0,
+        write_timeout_s: float = 30.0,
+    ) -> None:
+        self.p2p = p2p
+        self.store = store
+        self.protocol = protocol
+        self.max_streams_per_peer = max_streams_per_peer
+        self.request_timeout_s = request_timeout_s
+        self.write_timeout_s = write_timeout_s
+        self.blocks_served = 0
+        self.bytes_served = 0
+        self._all = asyncio.Semaphore(max_streams)
+        self._per_peer: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self._started = False
+
+    async def start(self) -> None:
+        await self.p2p.add_binary_stream_handler(self.protocol, self._handle)
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            try:
+                await self.p2p.remove_binary_stream_handler(self.protocol)
+            except Exception as e:  # the daemon may already be gone; nothing left to undo
+                logger.debug("removing block handler failed: %r", e)
+
+    async def load(self, cid: str) -> bytes | None:
+        """The block to send for `cid`, or None to answer not-have. Tests override this to misbehave."""
+        try:
+            return await asyncio.to_thread(self.store.get, cid)
+        except (BlockNotFound, ContentError):  # absent, or a CID string we cannot even parse
+            return None
+
+    async def _handle(self, info: StreamInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = info.peer_id.to_base58()
+        slot = self._enter(peer)
+        try:
+            async with slot, self._all:  # per-peer first: one greedy peer cannot hold global slots
+                cids = await read_request(reader, self.request_timeout_s)
+                for cid in cids:
+                    data = await self.load(cid)
+                    writer.write(encode_frame_header(cid, data))
+                    if data is not None:
+                        writer.write(data)
+                    await asyncio.wait_for(writer.drain(), self.write_timeout_s)
+                    if data is not None:
+                        self.blocks_served += 1
+                        self.bytes_served += len(data)
+        except (ExchangeError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError) as e:
+            logger.debug("block request from %s ended early: %r", peer, e)
+        except Exception as e:  # a peer must never take the node down
+            logger.debug("block request from %s failed: %r", peer, e, exc_info=True)
+        finally:
+            self._leave(peer)
+            writer.close()
+
+    def _enter(self, peer: str) -> asyncio.Semaphore:
+        sem, users = self._per_peer.get(peer, (None, 0))
+        if sem is None:
+            sem = asyncio.Semaphore(self.max_streams_per_peer)
+        self._per_peer[peer] = (sem, users + 1)
+        return sem
+
+    def _leave(self, peer: str) -> None:
+        sem, users = self._per_peer[peer]
+        if users <= 1:
+            del self._per_peer[peer]  # forget idle peers so the table stays small
+        else:
+            self._per_peer[peer] = (sem, users - 1)

@@ -1,0 +1,267 @@
+"""The networked claim loop and the record readers. Decisions are claims.py's; this module reads and writes.
+
+Protocol (protocol/dht.md): read every job's leases, `choose_job`, wait a random jitter, re-check, write a
+`claiming` lease, wait `settle`, re-read, and if `still_owner` write `active` (else `released` and try
+again). A watcher re-reads at TTL/3 and sets `lost_event` when another lease wins or our renewals have
+failed for a whole TTL; the node then stops training that job.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+import hivemind
+
+from paris_node.errors import ParisError, RecordError
+from paris_node.identity import Identity
+from paris_node.records import ROUTER_JOB, SignedRecord, job_of_expert
+from paris_node.swarm import keys
+from paris_node.swarm.announcer import Announcer
+from paris_node.swarm.claims import (
+    ACTIVE,
+    CLAIMING,
+    DEFAULT_RULES,
+    ClaimRules,
+    Lease,
+    choose_job,
+    may_claim,
+    still_owner,
+)
+from paris_node.swarm.dht import dht_now_ms, get_many
+from paris_node.swarm.validator import decode_entry
+
+logger = logging.getLogger(__name__)
+
+
+class SwarmUnavailable(ParisError):
+    """The DHT did not answer a read; callers retry."""
+
+
+# ------------------------------------------------------------------------------------------- readers
+def _read(dht: hivemind.DHT, key_kinds: dict[str, str], run: str, skew_ms: int) -> dict[str, list]:
+    raw = get_many(dht, list(key_kinds))
+    if raw is None:
+        raise SwarmUnavailable("the DHT did not answer")
+    out: dict[str, list] = {}
+    for key, kind in key_kinds.items():
+        good = []
+        for subkey, value, expiration in raw.get(key, []):
+            try:
+                good.append(decode_entry(key, subkey, value, expiration, kind=kind, run=run, skew_ms=skew_ms))
+            except RecordError as e:  # a misbehaving peer's record: drop it, survive
+                logger.debug("dropped %s entry under %s from %r: %s", kind, key, subkey, e)
+        out[key] = good
+    return out
+
+
+def read_leases(dht: hivemind.DHT, run: str, jobs: list[str], skew_ms: int = DEFAULT_RULES.skew_ms) -> list[Lease]:
+    """Every verified lease on `jobs` (leases for jobs outside the run are never read)."""
+    entries = _read(dht, {keys.lease_key(run, job): "lease" for job in jobs}, run, skew_ms)
+    leases = []
+    for group in entries.values():
+        for entry in group:
+            body = entry.record.body
+            leases.append(
+                Lease(
+                    job=body.job,
+                    holder=entry.subkey,
+                    lease_start_ms=body.lease_start_ms,
+                    seq=body.seq,
+                    ttl_ms=body.ttl_ms,
+                    state=body.state,
+                    issued_ms=entry.record.issued_ms,
+                )
+            )
+    return leases
+
+
+def read_statuses(dht: hivemind.DHT, run: str, skew_ms: int = DEFAULT_RULES.skew_ms) -> list[SignedRecord]:
+    return [e.record for e in _read(dht, {keys.status_key(run): "status"}, run, skew_ms)[keys.status_key(run)]]
+
+
+def read_pointers(dht: hivemind.DHT, run: str, job: str, skew_ms: int = DEFAULT_RULES.skew_ms) -> list[SignedRecord]:
+    key = keys.pointer_key(run, job)
+    return [e.record for e in _read(dht, {key: "pointer"}, run, skew_ms)[key]]
+
+
+def read_providers(dht: hivemind.DHT, run: str, cid: str, skew_ms: int = DEFAULT_RULES.skew_ms) -> list[SignedRecord]:
+    key = keys.provider_key(run, cid)
+    return [e.record for e in _read(dht, {key: "provider"}, run, skew_ms)[key]]
+
+
+# ------------------------------------------------------------------------------------------- claims
+def claim_target(claim: str | int, jobs: list[str]) -> str | None:
+    """The single job `--claim N|router` asks for (None for auto); UsageError if it is not in the run."""
+    if claim == "auto":
+        return None
+    job = ROUTER_JOB if claim == "router" else job_of_expert(int(claim))
+    if job not in jobs:
+        from paris_node.errors import UsageError
+
+        raise UsageError(f"--claim {claim}: the run has no job {job!r} (its jobs: {', '.join(jobs)})")
+    return job
+
+
+class Membership:
+    """Claims one job of `run` for this node and watches that it keeps it."""
+
+    def __init__(
+        self,
+        dht: hivemind.DHT,
+        identity: Identity,
+        run: str,
+        jobs: list[str],
+        *,
+        claim: str | int = "auto",
+        ttl: float = 60.0,
+        settle: float = 8.0,
+        jitter: float = 2.0,
+        rules: ClaimRules = DEFAULT_RULES,
+        announcer: Announcer | None = None,
+        claim_at_ms: int | None = None,
+    ):
+        self.dht, self.identity, self.run, self.jobs = dht, identity, keys.check_run(run), list(jobs)
+        self.me = keys.subkey_for(identity)
+        self.target = claim_target(claim, self.jobs)
+        self.ttl_ms, self.settle, self.jitter, self.rules = int(ttl * 1000), settle, jitter, rules
+        self.poll = min(ttl / 3, 5.0)
+        self.announcer = announcer or Announcer(dht, identity, run).start()
+        self._own_announcer = announcer is None
+        self.claim_at_ms = claim_at_ms  # tests: make two nodes claim at the same instant
+        self.owned_job: str | None = None
+        self.lost_event = threading.Event()
+        self._first_seen: dict[tuple[str, str, int], int] = {}
+        self._watch: threading.Thread | None = None
+        self._watch_stop = threading.Event()
+        self._on_loss: list[threading.Event] = []
+
+    # -------------------------------------------------------------- reading
+    def leases(self) -> list[Lease]:
+        """Current verified leases, with our own lease as we last wrote it (a lagging read cannot drop it)."""
+        leases = [lease for lease in read_leases(self.dht, self.run, self.jobs, self.rules.skew_ms)]
+        now = dht_now_ms()
+        for lease in leases:
+            self._first_seen.setdefault((lease.job, lease.holder, lease.lease_start_ms), now)
+        mine = self.announcer.lease
+        if mine is not None and self.announcer.lease_ok_ms:
+            leases = [lease for lease in leases if not (lease.holder == self.me and lease.job == mine.job)]
+            leases.append(
+                Lease(
+                    mine.job,
+                    self.me,
+                    mine.lease_start_ms,
+                    mine.seq,
+                    mine.ttl_ms,
+                    mine.state,
+                    self.announcer.lease_ok_ms,
+                )
+            )
+        return leases
+
+    def _pick(self, leases: list[Lease], now: int) -> str | None:
+        if self.target is not None:
+            return self.target if may_claim(leases, self.target, now, self.me, rules=self.rules) else None
+        return choose_job(leases, self.jobs, now, self.me, run=self.run, first_seen=self._first_seen, rules=self.rules)
+
+    def _wins(self, leases: list[Lease], job: str) -> bool:
+        return still_owner(
+            leases, job, dht_now_ms(), self.me, run=self.run, first_seen=self._first_seen, rules=self.rules
+        )
+
+    # -------------------------------------------------------------- claiming
+    def acquire(self, stop_event: threading.Event) -> str | None:
+        """Block until this node owns a job (returned) or `stop_event` is set (None). Standby meanwhile."""
+        self.lost_event.clear()
+        first = True
+        while not stop_event.is_set():
+            try:
+                job = self._try_once(stop_event, first)
+            except SwarmUnavailable as e:
+                logger.info("swarm read failed (%s); retrying", e)
+                job = None
+            first = False
+            if job is not None:
+                self.owned_job = job
+                self._start_watch()
+                return job
+        return None
+
+    def _try_once(self, stop_event: threading.Event, first: bool) -> str | None:
+        if first and self.claim_at_ms is not None:
+            stop_event.wait(max(0.0, (self.claim_at_ms - dht_now_ms()) / 1000))
+            delay = 0.0
+        else:
+            delay = random.uniform(0, self.jitter)
+        leases = self.leases()
+        job = self._pick(leases, dht_now_ms())
+        if job is None:
+            self.announcer.set_status(role="standby", job=self.target)
+            # a race still settling may free a job soon: look again after half a settle, not a full poll
+            racing = any(lease.state == CLAIMING and lease.holder != self.me for lease in leases)
+            stop_event.wait(min(self.poll, self.settle / 2) if racing else self.poll)
+            return None
+        if delay and stop_event.wait(delay):
+            return None
+        if delay and self._pick(self.leases(), dht_now_ms()) != job:
+            return None  # someone got there during our jitter: decide again
+        start = dht_now_ms()
+        logger.info("claiming %s", job)
+        self.announcer.write_lease(job, CLAIMING, start, self.ttl_ms)
+        if stop_event.wait(self.settle):
+            self.announcer.release_lease()
+            return None
+        if not self._wins(self.leases(), job):
+            logger.info("lost the race for %s; trying again", job)
+            self.announcer.release_lease()
+            return None
+        self.announcer.write_lease(job, ACTIVE, start, self.ttl_ms)
+        self.announcer.set_status(role="router" if job == ROUTER_JOB else "expert", job=job)
+        logger.info("owner of %s", job)
+        return job
+
+    # -------------------------------------------------------------- holding
+    def _start_watch(self) -> None:
+        self._watch_stop.clear()
+        self._watch = threading.Thread(target=self._watch_loop, name="paris-lease-watch", daemon=True)
+        self._watch.start()
+
+    def _watch_loop(self) -> None:
+        job = self.owned_job
+        while not self._watch_stop.wait(self.poll):
+            margin = min(self.rules.skew_ms, self.ttl_ms // 4)  # stop before any reader may call it expired
+            lapsed = dht_now_ms() > self.announcer.lease_ok_ms + self.ttl_ms - margin
+            try:
+                lost = lapsed or not self._wins(self.leases(), job)
+            except SwarmUnavailable:
+                lost = lapsed
+            if lost:
+                logger.warning("lost the lease on %s (%s)", job, "renewals failed" if lapsed else "another node won")
+                self.owned_job = None
+                self.announcer.release_lease()
+                self.lost_event.set()
+                for ev in self._on_loss:
+                    ev.set()
+                return
+
+    def also_set_on_loss(self, event: threading.Event) -> None:
+        """Set `event` too when the lease is lost (the node passes its per-job stop event)."""
+        self._on_loss = [event]
+        if self.lost_event.is_set():
+            event.set()
+
+    def stop_watch(self, timeout: float = 10.0) -> None:
+        self._watch_stop.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join(timeout)
+        self._watch = None
+
+    def release(self, timeout: float = 10.0) -> None:
+        """Stop watching and withdraw our lease (and stop the announcer if we started it)."""
+        self.stop_watch(timeout)
+        self.owned_job = None
+        if self._own_announcer:
+            self.announcer.stop(timeout)
+        else:
+            self.announcer.release_lease()

@@ -1,0 +1,225 @@
+"""Train the router p(k | x_t, t) on samples from every cluster, noised exactly as the experts noise them.
+
+Same shape as `trainer.train`: setup -> model + EMA + optimizer (or resume) -> data -> loop -> checkpoints with a
+background publish. The router is independent of the experts and can train in parallel with them. Accuracy is
+reported overall and per t bucket: near 1 at small t, falling to chance (1/K) as t -> 1 where x_t is pure noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from paris_node.models.presets import RouterConfig, build_router
+from paris_node.models.vae import LatentCodec
+from paris_node.training.checkpoint import WEIGHTS, load_training_state, save_checkpoint
+from paris_node.training.losses import T_SCALE, interpolate, sample_t
+from paris_node.training.runtime import (
+    BackgroundPublisher,
+    Meter,
+    Publish,
+    any_rank_stopping,
+    batch_stream,
+    ema_decay,
+    ema_update,
+    optimizer_state_from,
+    prune_checkpoints,
+    resolve_resume,
+    setup_device,
+    step_dir,
+    step_generators,
+    unwrap,
+    write_latest,
+)
+from paris_node.training.trainer import TrainConfig, autocast_for
+
+log = logging.getLogger(__name__)
+T_BUCKETS = 5
+
+
+class LabelledClusters(Dataset):
+    """Concatenate per-cluster datasets (items (image, caption) or image) into (image, cluster index) items.
+
+    The index is the position in `clusters`, which must be the expert index (the router's class = the expert).
+    """
+
+    def __init__(self, clusters: list[Any]):
+        self.clusters = clusters
+        self.offsets = [0]
+        for c in clusters:
+            self.offsets.append(self.offsets[-1] + len(c))
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def __getitem__(self, i: int):
+        k = next(j for j in range(len(self.clusters)) if i < self.offsets[j + 1])
+        item = self.clusters[k][i - self.offsets[k]]
+        image = item[0] if isinstance(item, (tuple, list)) else item
+        return image, k
+
+
+@dataclass
+class RouterResult:
+    step: int
+    checkpoint: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    published: list[int] = field(default_factory=list)
+
+
+def _bucket_accuracy(correct: torch.Tensor, count: torch.Tensor) -> list[float | None]:
+    return [None if n == 0 else c / n for c, n in zip(correct.tolist(), count.tolist(), strict=True)]
+
+
+@torch.no_grad()
+def evaluate_router(
+    router: nn.Module,
+    dataset: Any,
+    codec: LatentCodec,
+    buckets: int = T_BUCKETS,
+    batch: int = 64,
+    seed: int = 1234,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Accuracy and mean p(true k) of `router` on `dataset` at the centre t of each of `buckets` bins."""
+    router.eval()
+    g = torch.Generator().manual_seed(seed)
+    items = [dataset[i] for i in range(len(dataset))]
+    out: dict[str, Any] = {"t": [], "accuracy": [], "p_true": []}
+    for b in range(buckets):
+        t_val = (b + 0.5) / buckets
+        correct, p_true, n = 0.0, 0.0, 0
+        for s in range(0, len(items), batch):
+            chunk = items[s : s + batch]
+            x0 = codec.encode(torch.stack([c[0] for c in chunk]).to(device))
+            k = torch.tensor([int(c[1]) for c in chunk], device=device)
+            t = torch.full((len(chunk),), t_val, device=device)
+            x_t = interpolate(x0, torch.randn(x0.shape, generator=g).to(device), t)
+            p = router(x_t, t * T_SCALE).float().softmax(-1)
+            correct += (p.argmax(-1) == k).sum().item()
+            p_true += p.gather(1, k[:, None]).sum().item()
+            n += len(chunk)
+        out["t"].append(t_val)
+        out["accuracy"].append(correct / n)
+        out["p_true"].append(p_true / n)
+    out["overall"] = sum(out["accuracy"]) / buckets
+    return out
+
+
+def train_router(
+    cfg: TrainConfig,
+    router_cfg: RouterConfig,
+    dataset: Any,
+    codec: LatentCodec,
+    out_dir: str | Path,
+    publish: Publish | None = None,
+    resume_from: str | Path | None = None,
+    stop: threading.Event | None = None,
+) -> RouterResult:
+    """Train the router on `dataset` items (image [C,H,W] in [-1, 1], cluster index); see `LabelledClusters`."""
+    # ---- setup
+    out_dir = Path(out_dir)
+    d = setup_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    # ---- model, EMA, optimizer
+    model = build_router(router_cfg, device="cpu").to(d.device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, samples_seen = 0, 0
+    if resume_from is not None:
+        ckpt = resolve_resume(resume_from)
+        state = load_training_state(ckpt)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(load_file(str(ckpt / WEIGHTS), device=str(d.device)))
+        opt.load_state_dict(optimizer_state_from(state["optimizer"]))
+        step, samples_seen = int(state["step"]), int(state["samples_seen"])
+        log.info("router resumed from %s at step %d", ckpt, step)
+    train_model = model
+    if d.world > 1:
+        ids = [d.device] if d.device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    model.train()
+
+    # ---- data
+    batches = batch_stream(dataset, cfg.batch, cfg.seed, samples_seen, d, cfg.num_workers)
+    per_step = cfg.batch * cfg.grad_accum * d.world
+
+    # ---- loop
+    publisher = BackgroundPublisher(publish if d.main else None)
+    meter, history, last_ckpt = Meter(), [], None
+    correct = torch.zeros(T_BUCKETS, device=d.device)
+    count = torch.zeros(T_BUCKETS, device=d.device)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and d.main), unit="step", dynamic_ncols=True)
+
+    def checkpoint(metrics: dict[str, Any]) -> Path:
+        train_state = {
+            "step": step,
+            "samples_seen": samples_seen,
+            "model": unwrap(model).state_dict(),
+            "optimizer": opt.state_dict(),
+        }
+        config = {"kind": "router", "model": router_cfg.to_dict(), "train": cfg.to_dict(), "step": step}
+        path = save_checkpoint(step_dir(out_dir, step), ema, config, train_state)
+        write_latest(out_dir, path)
+        publisher.submit(path, step, dict(metrics, step=step))
+        prune_checkpoints(out_dir, cfg.keep_checkpoints, publisher.in_use())
+        return path
+
+    try:
+        while step < cfg.steps:
+            for micro in range(cfg.grad_accum):
+                images, labels = next(batches)
+                _, dev_gen = step_generators(cfg.seed, step, micro, d.rank, d.device)
+                labels = labels.to(d.device, non_blocking=True)
+                x0 = codec.encode(images.to(d.device, non_blocking=True), generator=dev_gen)
+                t = sample_t(x0.shape[0], cfg.t_sampling, dev_gen, d.device)
+                x_t = interpolate(x0, torch.randn(x0.shape, generator=dev_gen, device=d.device), t)
+                with autocast_for(d.device, cfg.bf16):
+                    logits = train_model(x_t, t * T_SCALE)
+                    loss = F.cross_entropy(logits.float(), labels)
+                (loss / cfg.grad_accum).backward()
+                meter.add(loss, x0.shape[0] * d.world)
+                bucket = (t * T_BUCKETS).long().clamp(max=T_BUCKETS - 1)
+                hit = (logits.detach().argmax(-1) == labels).float()
+                correct.index_add_(0, bucket, hit)
+                count.index_add_(0, bucket, torch.ones_like(hit))
+            if cfg.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            ema_update(ema, model, ema_decay(cfg.ema, step))
+            step += 1
+            samples_seen += per_step
+            bar.update(1)
+
+            stopping = any_rank_stopping(stop, d)
+            if step % cfg.log_every == 0 or step == cfg.steps or stopping or step % cfg.checkpoint_every == 0:
+                metrics: dict[str, Any] = dict(meter.read())
+                metrics["accuracy"] = float(correct.sum().item() / max(count.sum().item(), 1))
+                metrics["accuracy_by_t"] = _bucket_accuracy(correct, count)
+                meter.reset()
+                correct.zero_()
+                count.zero_()
+                history.append(dict(metrics, step=step))
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")
+            if d.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps or stopping):
+                last_ckpt = checkpoint(history[-1])
+            if stopping:
+                log.info("stop requested: router stopped after step %d", step)
+                break
+    finally:
+        bar.close()
+        publisher.close(cfg.publish_timeout)
+    return RouterResult(step, last_ckpt, history, list(publisher.published))

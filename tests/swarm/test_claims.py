@@ -1,0 +1,103 @@
+"""Pure claim decisions with hand-built leases and clocks."""
+
+from paris_node.swarm.claims import (
+    ACTIVE,
+    CLAIMING,
+    RELEASED,
+    ClaimRules,
+    Lease,
+    choose_job,
+    free_jobs,
+    honoured,
+    is_live,
+    live_owner,
+    may_claim,
+    owners,
+    resolve_conflict,
+    still_owner,
+)
+
+RUN = "r"
+JOBS = ["expert/0", "expert/1", "expert/2", "router"]
+R = ClaimRules(skew_ms=3000, bucket_ms=2000, clamp_ms=60_000)
+T = 1_000_000_000
+
+
+def L(job, holder, start, state=ACTIVE, issued=None, ttl=30_000, seq=0):
+    return Lease(job, holder, start, seq, ttl, state, start if issued is None else issued)
+
+
+def test_liveness_window_includes_skew_and_excludes_released():
+    lease = L("expert/0", "a", T)
+    assert is_live(lease, T + 30_000 + 3000, R)
+    assert not is_live(lease, T + 30_000 + 3001, R)
+    assert not is_live(L("expert/0", "a", T, state=RELEASED), T + 1, R)
+
+
+def test_earlier_bucket_wins_and_active_beats_claiming():
+    early, late = L("expert/0", "a", T), L("expert/0", "b", T + 5000)
+    assert resolve_conflict([late, early], T + 6000, run=RUN, rules=R) == early
+    claiming_early = L("expert/0", "c", T - 10_000, state=CLAIMING, issued=T)
+    assert resolve_conflict([claiming_early, late], T + 6000, run=RUN, rules=R) == late
+
+
+def test_same_bucket_tie_is_broken_by_hash_identically_for_every_order():
+    leases = [L("expert/0", h, T + i) for i, h in enumerate("abcdef")]
+    winners = {resolve_conflict(perm, T + 100, run=RUN, rules=R).holder for perm in (leases, leases[::-1])}
+    assert len(winners) == 1
+
+
+def test_clock_skew_of_a_few_seconds_does_not_create_two_owners():
+    # b's clock runs 2.5 s behind: its claim after a's settled lease looks earlier, but a is active.
+    a = L("expert/0", "a", T, issued=T + 9000)
+    b = L("expert/0", "b", T + 8000 - 2500, state=CLAIMING)
+    for now in (T + 9000, T + 9000 - 2500, T + 9000 + 2500):  # three readers with skewed clocks
+        assert live_owner([a, b], now, run=RUN, rules=R) == "a"
+    # near expiry a reader 3 s ahead still sees a's lease as live (skew allowance)
+    assert is_live(a, a.expires_ms + 2900, R)
+
+
+def test_backdated_lease_is_clamped_to_first_sighting():
+    honest = L("expert/0", "a", T, issued=T + 100_000)
+    liar = L("expert/0", "z", T - 10**7, issued=T + 100_000)
+    first_seen = {("expert/0", "a", T): T + 1000, ("expert/0", "z", T - 10**7): T + 100_000}
+    assert live_owner([honest, liar], T + 100_000, run=RUN, rules=R) == "z"  # without clamping, backdating wins
+    assert live_owner([honest, liar], T + 100_000, run=RUN, first_seen=first_seen, rules=R) == "a"
+
+
+def test_flood_from_one_node_is_honoured_for_one_job_only():
+    flood = [L(job, "m", T, issued=T + i) for i, job in enumerate(JOBS)]
+    assert len(honoured(flood, T + 10, R)) == 1
+    won = owners(flood, T + 10, run=RUN, rules=R)
+    assert list(won) == ["router"]  # the most recently issued
+    assert free_jobs(flood, JOBS, T + 10, "x", rules=R) == ["expert/0", "expert/1", "expert/2"]
+
+
+def test_choose_job_spreads_simultaneous_joiners_and_keeps_a_won_job():
+    picks = {choose_job([], JOBS, T, f"node{i}", run=RUN, rules=R) for i in range(12)}
+    assert len(picks) >= 3  # rendezvous hashing, not everyone on expert/0
+    leases = [L("expert/1", "me", T)]
+    assert choose_job(leases, JOBS, T + 1, "me", run=RUN, rules=R) == "expert/1"
+
+
+def test_choose_job_prefers_least_progress_then_standby_when_full():
+    progress = {"expert/0": 500, "expert/1": 10, "expert/2": 900, "router": 700}
+    assert choose_job([], JOBS, T, "n", run=RUN, progress=progress, rules=R) == "expert/1"
+    full = [L(job, f"h{i}", T) for i, job in enumerate(JOBS)]
+    assert choose_job(full, JOBS, T + 1, "n", run=RUN, rules=R) is None
+
+
+def test_standby_takes_over_an_expired_or_released_job():
+    full = [L(job, f"h{i}", T) for i, job in enumerate(JOBS)]
+    assert choose_job(full, JOBS, T + 30_000 + 3001, "n", run=RUN, rules=R) is not None  # all expired
+    released = full[:1] + [L("expert/1", "h1", T, state=RELEASED, issued=T + 5)] + full[2:]
+    assert choose_job(released, JOBS, T + 10, "n", run=RUN, rules=R) == "expert/1"
+
+
+def test_forced_claim_waits_while_taken_and_still_owner_detects_loss():
+    taken = [L("expert/2", "other", T)]
+    assert not may_claim(taken, "expert/2", T + 1, "me", rules=R)
+    assert may_claim(taken, "expert/2", T + 40_000, "me", rules=R)
+    both = taken + [L("expert/2", "me", T + 5000, state=CLAIMING)]
+    assert not still_owner(both, "expert/2", T + 6000, "me", run=RUN, rules=R)
+    assert still_owner(both, "expert/2", T + 6000, "other", run=RUN, rules=R)

@@ -1,0 +1,36 @@
+"""Two nodes released into a claim on the same expert at the same instant: exactly one keeps it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from swarm_harness import COMMON, TTL, Swarm, agreed_view
+
+pytestmark = [pytest.mark.swarm, pytest.mark.timeout(120)]
+
+
+def test_two_nodes_claiming_the_same_expert_at_the_same_instant_one_keeps_it(tmp_path):
+    s = Swarm(tmp_path, run="race", common=["--experts", "2", "--report-every", "0.5", *COMMON, "--jitter", "0"])
+    go = tmp_path / "go"
+    try:
+        a = s.start("a", "--claim", "router")
+        maddrs = a.wait_for("ready", time.monotonic() + 60)["maddrs"]
+        b = s.start("b", "--claim", "0", "--go-file", str(go), join=maddrs)
+        c = s.start("c", "--claim", "0", "--go-file", str(go), join=maddrs)
+        for node in (b, c):
+            node.wait_for("ready", time.monotonic() + 60)
+        go.touch()
+        view = agreed_view(
+            [a, b, c], time.monotonic() + 30, lambda v: "expert/0" in v["owners"] and v["mine"]["a"] == "router"
+        )
+        time.sleep(TTL)  # a few heartbeats: the loser must not come back, the winner must not flap
+        view = agreed_view([a, b, c], time.monotonic() + 10, lambda v: "expert/0" in v["owners"])
+        owners = [n for n in (b, c) if view["mine"][n.name] == "expert/0"]
+        assert len(owners) == 1
+        assert view["owners"]["expert/0"] == owners[0].info["node_id"]
+        loser = c if owners[0] is b else b
+        claims = [e for e in loser.history if e["event"] == "owner"]
+        assert claims == []  # the loser never believed it owned the job
+    finally:
+        s.close()
