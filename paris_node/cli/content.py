@@ -177,10 +177,10 @@ def get_command(
     """Fetch a file by CID, verify every block, write it atomically to -o."""
     parse_cid(cid)
     store = _store(state)
+    if pin:  # before fetching, so a concurrent gc keeps the blocks as they arrive
+        store.pin(cid)
     source = fetch_to_store(store, cid, list(peers), list(gateways), ipfs_api)
     size = export_file(store, cid, output)
-    if pin:
-        store.pin(cid)
     click.echo(f"wrote {output} ({size} bytes, from {source})", err=True)
 
 

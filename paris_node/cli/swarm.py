@@ -58,7 +58,7 @@ def swarm_options(f):
 @click.option("--announce", multiple=True, metavar="MADDR", help="Address others should dial (public/NAT).")
 @click.option(
     "--lease-ttl",
-    type=click.FloatRange(3, 600),
+    type=click.FloatRange(12, 600),
     default=DEFAULT_LEASE_TTL_S,
     show_default=True,
     help="Seconds a claim lives without renewal (renewed every TTL/3).",

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from paris_node.content.cid import DAG_PB, IDENTITY, RAW, CidInfo, block_links, parse_cid, verify_block
@@ -85,6 +85,17 @@ class Blockstore:
         path.parent.mkdir(exist_ok=True)
         with self._lock:
             atomic_write(path, [data])
+
+    def put_local(self, cid: str, pieces: Sequence[bytes | memoryview]) -> None:
+        """Store a block given as pieces, WITHOUT re-hashing: only for blocks whose hash this process has just
+        computed itself (the importer in dag.add_file). Anything that came from outside goes through put()."""
+        info = parse_cid(cid)
+        path = self._path(info)
+        if info.mh_code == IDENTITY or path.exists():
+            return
+        path.parent.mkdir(exist_ok=True)
+        with self._lock:
+            atomic_write(path, pieces)
 
     def get(self, cid: str) -> bytes:
         info = parse_cid(cid)

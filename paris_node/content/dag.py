@@ -46,15 +46,16 @@ def add_file(
 ) -> str:
     """Import a file as `ipfs add` would and store its blocks (store=None: only compute the CID)."""
     p = check_regular_file(path)
-    imp = FileImporter(profile, emit_blocks=store is not None)
+    # block_views: leaves are written straight from the read buffer (no copy), and not hashed a second time.
+    imp = FileImporter(profile, emit_blocks=store is not None, block_views=True)
     buf = bytearray(_READ_SIZE)
     with open(p, "rb") as f:
         while n := f.readinto(buf):
-            for cid, block in imp.update(memoryview(buf)[:n]):
-                store.put(cid, block)
+            for cid, pieces in imp.update(memoryview(buf)[:n]):
+                store.put_local(cid, pieces)
     root, rest = imp.finish()
-    for cid, block in rest:
-        store.put(cid, block)
+    for cid, pieces in rest:
+        store.put_local(cid, pieces)
     if pin and store is not None:
         store.pin(root)
     return root

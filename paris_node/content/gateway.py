@@ -100,7 +100,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     except (ContentError, ValueError) as e:
         # Headers are sent: the only honest signal left is a truncated body (clients check completeness).
         log.debug("gateway: %s for %s ended early: %s", fmt, cid, e)
-        request.transport and request.transport.close()
+        if request.transport is not None:
+            request.transport.close()
         return resp
     await resp.write_eof()
     return resp

@@ -18,7 +18,7 @@ import logging
 
 from paris_node.content.cid import file_cid, parse_cid, resolve_profile
 from paris_node.content.dag import add_bytes, iter_file
-from paris_node.data.prepare import prepare_data, resolve_models, store_for
+from paris_node.data.prepare import prepare_data, resolve_models, store_for, unpin_new
 from paris_node.data.runspec import (  # noqa: F401  (re-exported: the node imports them from here)
     DEMO_IDENTITY,
     DEMO_ISSUED_MS,
@@ -58,22 +58,27 @@ def build_run(
         raise UsageError("a run other than the built-in demo needs a signing identity (the node key)")
     resolution, text_encoder, latent_space = resolve_models(spec)
     store = store_for(home)
-    prepared = prepare_data(spec, resolution, home, store)
-    doc = manifest_document(
-        spec,
-        resolution=resolution,
-        text_encoder=text_encoder,
-        latent_space=latent_space,
-        samples=prepared.samples,
-        skipped=prepared.skipped,
-        centroids=prepared.centroids,
-        shards=prepared.shards,
-        shard_format=prepared.shard_format,
-    )
-    record = sign_record(identity, RunPayload(name=spec.name, experts=spec.experts, spec=doc), issued_ms=issued_ms)
-    data = record.to_bytes()
-    run_id = add_bytes(store, data, spec.cid_profile, pin=True)
-    _save_local(home, run_id, data)
+    pinned_before = set(store.pins())
+    try:
+        prepared = prepare_data(spec, resolution, home, store)
+        doc = manifest_document(
+            spec,
+            resolution=resolution,
+            text_encoder=text_encoder,
+            latent_space=latent_space,
+            samples=prepared.samples,
+            skipped=prepared.skipped,
+            centroids=prepared.centroids,
+            shards=prepared.shards,
+            shard_format=prepared.shard_format,
+        )
+        record = sign_record(identity, RunPayload(name=spec.name, experts=spec.experts, spec=doc), issued_ms=issued_ms)
+        data = record.to_bytes()
+        run_id = add_bytes(store, data, spec.cid_profile, pin=True)
+        _save_local(home, run_id, data)
+    except BaseException:
+        unpin_new(store, pinned_before)  # a failed build leaves no pinned half-run behind
+        raise
     parse_manifest(run_id, record)  # what we publish must read back
     log.info("run %s: %d experts, shard sizes %s", run_id, spec.experts, [s.train.samples for s in prepared.shards])
     return run_id, record

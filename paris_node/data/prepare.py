@@ -113,6 +113,15 @@ def prepare_data(spec: RunSpec, resolution: int, home: Home, store: Blockstore) 
     return PreparedData(samples=len(items), skipped=ds.skipped, centroids=centroids, shards=shards)
 
 
+def unpin_new(store: Blockstore, before: set[str]) -> None:
+    """Drop the pins added since `before` (their blocks go at the next gc)."""
+    for cid in set(store.pins()) - before:
+        try:
+            store.unpin(cid)
+        except KeyError:
+            pass
+
+
 def _store(store: Blockstore, path: Path, profile: str, samples: int = 0) -> FileRef:
     cid = add_file(store, path, profile, pin=True)
     return FileRef(cid, path.stat().st_size, samples)

@@ -104,6 +104,8 @@ class Announcer:
             old = self._lease
             same = old is not None and old.job == job and old.lease_start_ms == lease_start_ms
             seq = old.seq + 1 if same else 0
+            if not same:
+                self._lease_ok_ms = 0  # "accepted" refers to the current lease only
             self._lease = LeasePayload(
                 job=job,
                 peer=self.identity.peer_id,

@@ -14,7 +14,7 @@ import threading
 
 import hivemind
 
-from paris_node.errors import ParisError, RecordError
+from paris_node.errors import ParisError, RecordError, UsageError
 from paris_node.identity import Identity
 from paris_node.records import ROUTER_JOB, SignedRecord, job_of_expert
 from paris_node.swarm import keys
@@ -98,8 +98,6 @@ def claim_target(claim: str | int, jobs: list[str]) -> str | None:
         return None
     job = ROUTER_JOB if claim == "router" else job_of_expert(int(claim))
     if job not in jobs:
-        from paris_node.errors import UsageError
-
         raise UsageError(f"--claim {claim}: the run has no job {job!r} (its jobs: {', '.join(jobs)})")
     return job
 
@@ -140,7 +138,7 @@ class Membership:
     # -------------------------------------------------------------- reading
     def leases(self) -> list[Lease]:
         """Current verified leases, with our own lease as we last wrote it (a lagging read cannot drop it)."""
-        leases = [lease for lease in read_leases(self.dht, self.run, self.jobs, self.rules.skew_ms)]
+        leases = read_leases(self.dht, self.run, self.jobs, self.rules.skew_ms)
         now = dht_now_ms()
         for lease in leases:
             self._first_seen.setdefault((lease.job, lease.holder, lease.lease_start_ms), now)

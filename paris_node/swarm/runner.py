@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import hivemind
 
+from paris_node.errors import UsageError
 from paris_node.home import Home
 from paris_node.identity import Identity, load_or_create
 from paris_node.swarm import keys
@@ -21,6 +22,7 @@ from paris_node.swarm.announcer import Announcer
 from paris_node.swarm.claims import ClaimRules
 from paris_node.swarm.dht import join_command, start_dht, visible_maddrs
 from paris_node.swarm.membership import Membership
+from paris_node.swarm.validator import MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,10 @@ def run_node(
     emit = on_event or (lambda name, data: None)
     jobs = options.job_list()
     keys.check_run(options.run)
+    if not MIN_LEASE_TTL_MS <= options.lease_ttl_s * 1000 <= MAX_LEASE_TTL_MS:
+        raise UsageError(f"--lease-ttl {options.lease_ttl_s} is outside 1..600 seconds")
+    if options.lease_ttl_s * 1000 < 4 * options.skew_ms:
+        raise UsageError(f"--lease-ttl {options.lease_ttl_s} s must be at least 4x the clock skew allowance")
     identity = load_or_create(options.home.ensure().identity_path)
     dht = start_dht(
         options.home.identity_path,

@@ -53,7 +53,10 @@ def test_vector(spec, profile, expected):
     assert file_cid(_data(spec), profile) == expected
 
 
-@pytest.mark.parametrize("spec,profile,expected", VECTORS[::4], ids=lambda v: str(v)[:24])
+SMALL = [v for v in VECTORS if isinstance(v[0], bytes) or v[0][1] < 8 * M]
+
+
+@pytest.mark.parametrize("spec,profile,expected", SMALL[::2], ids=lambda v: str(v)[:24])
 def test_vector_from_file_and_stored_blocks(tmp_path, spec, profile, expected):
     """The path form streams from disk; the block-emitting importer gives the same root and verifiable blocks."""
     p = tmp_path / "f"
@@ -164,7 +167,7 @@ def test_string_forms_agree_with_multiformats():
 
     from multiformats import CID, multihash
 
-    for i in range(50):
+    for i in range(12):
         mh = multihash.wrap(hashlib.sha256(bytes([i]) * i).digest(), "sha2-256")
         for version, codec, base in ((0, "dag-pb", "base58btc"), (1, "dag-pb", "base32"), (1, "raw", "base32")):
             ref = CID(base, version, codec, mh)

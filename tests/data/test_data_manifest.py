@@ -134,3 +134,22 @@ def test_preview_rows_show_each_experts_images(small_run, tmp_path):
         for k, shard in enumerate(shards):  # the first tile of row k is expert k's first image
             top = PAD + k * (cell + PAD)
             assert img.getpixel((LABEL_WIDTH + 1, top + 1)) == tuple(int(v) for v in shard.images[0][:, 0, 0])
+
+
+def test_failure_mid_build_leaves_no_pins(tmp_path, monkeypatch):
+    import paris_node.data.prepare as prepare
+
+    real_write, calls = prepare.write_shard, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "write_shard", flaky)
+    home = Home(tmp_path)
+    with pytest.raises(OSError, match="disk full"):
+        build_run(SMALL, home, Identity.generate())
+    assert Blockstore(home.blocks_dir).pins() == []
+    assert not any(home.work_dir.iterdir()) and not home.runs_dir.exists()

@@ -21,16 +21,22 @@ def test_two_nodes_claiming_the_same_expert_at_the_same_instant_one_keeps_it(tmp
         for node in (b, c):
             node.wait_for("ready", time.monotonic() + 60)
         go.touch()
-        view = agreed_view(
-            [a, b, c], time.monotonic() + 30, lambda v: "expert/0" in v["owners"] and v["mine"]["a"] == "router"
-        )
-        time.sleep(TTL)  # a few heartbeats: the loser must not come back, the winner must not flap
-        view = agreed_view([a, b, c], time.monotonic() + 10, lambda v: "expert/0" in v["owners"])
-        owners = [n for n in (b, c) if view["mine"][n.name] == "expert/0"]
-        assert len(owners) == 1
-        assert view["owners"]["expert/0"] == owners[0].info["node_id"]
+
+        def settled(v) -> bool:
+            return v["mine"]["a"] == "router" and [v["mine"]["b"], v["mine"]["c"]].count("expert/0") == 1
+
+        view = agreed_view([a, b, c], time.monotonic() + 30, settled)
+        first_owner = view["owners"]["expert/0"]
+        watch_until = time.monotonic() + TTL  # over a few heartbeats: the loser must not come back, no flapping
+        while time.monotonic() < watch_until:
+            view = agreed_view([a, b, c], time.monotonic() + 10, lambda v: "expert/0" in v["owners"])
+            owners = [n for n in (b, c) if view["mine"][n.name] == "expert/0"]
+            assert len(owners) == 1
+            assert view["owners"]["expert/0"] == owners[0].info["node_id"] == first_owner
         loser = c if owners[0] is b else b
-        claims = [e for e in loser.history if e["event"] == "owner"]
-        assert claims == []  # the loser never believed it owned the job
+        events = [e["event"] for e in loser.history if e["event"] in ("owner", "lost")]
+        # normally the loser never believes it owns the job (settle resolves the race); if a slow read let it
+        # start, it must have given the job up again
+        assert events == [] or events[-1] == "lost", events
     finally:
         s.close()
