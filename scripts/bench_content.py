@@ -192,7 +192,7 @@ def _provider_main(store_dir: str, src: str, conn) -> None:
 
 
 def _client_main(
-    maddrs: list[str], peer: str, root: str, size: int, work: str, parallel: int, repeat: int, conn
+    maddrs: list[str], peer: str, root: str, size: int, work: str, parallel: int, batch: int, repeat: int, conn
 ) -> None:
     """Node B: a raw unverified stream first, then the verified fetch_dag, then export to a file."""
     import asyncio
@@ -225,7 +225,7 @@ def _client_main(
             bs.os.fsync = lambda fd: None
         try:
             t0, c0 = time.perf_counter(), time.process_time()
-            stats = await fetch_dag(p2p, Blockstore(folder), root, [peer], deadline_s=600, parallel=parallel)
+            stats = await fetch_dag(p2p, Blockstore(folder), root, [peer], deadline_s=600, parallel=parallel, batch=batch)
             res["blocks"] = stats.blocks_fetched
             return time.perf_counter() - t0, time.process_time() - c0
         finally:
@@ -287,7 +287,7 @@ def bench_transfer(args: argparse.Namespace) -> None:
                 raise TimeoutError("provider did not start")
             maddrs, peer, a_idle = a_conn.recv()
             client = ctx.Process(
-                target=_client_main, args=(maddrs, peer, root, size, work, args.parallel, args.repeat, b_child)
+                target=_client_main, args=(maddrs, peer, root, size, work, args.parallel, args.batch, args.repeat, b_child)
             )
             client.start()
             if not b_conn.poll(900):
@@ -315,7 +315,7 @@ def bench_transfer(args: argparse.Namespace) -> None:
     fetch = mbps(fetch_s)
     load = os.getloadavg()[0]
     print(f"\n== Content: transfer ({args.size_mib} MiB, profile {args.profile}, {res['blocks']} blocks) ==")
-    print(f"load average before/after {args.load0:.1f} / {load:.1f} (others at work); parallel={args.parallel}")
+    print(f"load average before/after {args.load0:.1f} / {load:.1f} (others at work); parallel={args.parallel}, batch={args.batch}")
     print(f"best of {args.repeat} interleaved runs each; all runs (s): raw {[round(t, 2) for t, _ in res['raw']]}")
     print(f"  fetch {[round(t, 2) for t, _ in res['fetch']]}, no-fsync {[round(t, 2) for t, _ in res['nosync']]}")
     print(f"local file copy (+fsync)        {mbps(copy_s):8.1f} MB/s")
@@ -339,6 +339,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=256, help="file size for the transfer benchmark")
     ap.add_argument("--profile", default="unixfs-v1-2025", help="import profile of the transferred file")
     ap.add_argument("--parallel", type=int, default=2, help="streams per provider in fetch_dag")
+    ap.add_argument("--batch", type=int, default=16, help="blocks per want-list in fetch_dag")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved transfer repeats (best is reported)")
     ap.add_argument("--workdir", default=None, help="folder for temp files (default: system temp)")
     args = ap.parse_args()

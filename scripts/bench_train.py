@@ -5,7 +5,9 @@ recipe (rectified-flow loss, AdamW, grad-norm clip, EMA by foreach lerp). The ba
 embeddings and the global RNG; ours does everything `train` does each step (deterministic per-step generators,
 caption dropout, text encoding, the batch sampler, the meter, the progress bar off). Phases alternate
 (bare, ours, bare, ours, ...) so load from other processes hits both alike; medians are compared.
-Peak memory: CUDA max_memory_allocated per phase; on CPU the peak RSS growth during the phase (polled).
+Time is this process's CPU time on CPU (robust to other processes on a shared machine; run with --threads 1)
+and synchronised wall time on CUDA. Peak memory: CUDA max_memory_allocated; on CPU the peak RSS of a fresh
+process running one phase (imports included, identical on both sides).
 
     python scripts/bench_train.py                          # tiny + small on CPU
     python scripts/bench_train.py --device cuda --preset B/2 --batch 32
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 
 import torch
@@ -47,49 +50,21 @@ class InMemory(Dataset):
         return self.x[i], self.captions[i]
 
 
-class PeakRSS:
-    """Peak resident-set growth while the block runs (CPU has no allocator counter like CUDA's)."""
-
-    def __enter__(self):
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._poll, daemon=True)
-        self._t.start()
-        return self
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def grown_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
+def memory_mb(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
 
 
-def memory_phase(device: torch.device):
+def clock(device: torch.device) -> float:
+    """CPU: this process's CPU time (other processes' load on a shared machine does not count); CUDA: wall time."""
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        return contextlib.nullcontext()
-    return PeakRSS()
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return time.process_time()
 
 
-def memory_mb(device: torch.device, probe) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return probe.grown_mb
-
-
-def bare_loop(mc, data: InMemory, text_spec: str, args, device: torch.device) -> tuple[float, float]:
+def bare_loop(mc, data: InMemory, text_spec: str, steps: int, args, device: torch.device) -> float:
+    """Seconds (see `clock`) for setup + `steps` steps of a plain PyTorch loop with the same recipe."""
+    t0 = clock(device)
     torch.manual_seed(0)
     model = build_expert(mc).to(device).train()
     ema = build_expert(mc).to(device).requires_grad_(False)
@@ -99,8 +74,7 @@ def bare_loop(mc, data: InMemory, text_spec: str, args, device: torch.device) ->
     text, mask = text.to(device), mask.to(device)
     x_all = data.x.to(device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-
-    def step(i: int) -> None:
+    for i in range(steps):
         s = (i * args.batch) % (len(x_all) - args.batch + 1)
         x0 = x_all[s : s + args.batch]
         t = torch.rand(args.batch, device=device)
@@ -111,24 +85,14 @@ def bare_loop(mc, data: InMemory, text_spec: str, args, device: torch.device) ->
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema_update(ema, model, 0.9999)
-
-    with memory_phase(device) as probe:
-        for i in range(args.window):
-            step(i)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for i in range(args.window * args.windows):
-            step(i)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-    return args.window * args.windows * args.batch / dt, memory_mb(device, probe)
+    loss.item()
+    return clock(device) - t0
 
 
-def our_loop(mc, data: InMemory, text_spec: str, args, device: torch.device) -> tuple[float, float]:
+def our_loop(mc, data: InMemory, text_spec: str, steps: int, args, device: torch.device) -> float:
+    """Seconds (see `clock`) for setup + `steps` steps of `trainer.train`, final checkpoint included."""
     cfg = TrainConfig(
-        steps=args.window * (args.windows + 1),
+        steps=steps,
         batch=args.batch,
         lr=1e-4,
         caption_dropout=0.1,
@@ -138,42 +102,84 @@ def our_loop(mc, data: InMemory, text_spec: str, args, device: torch.device) -> 
         checkpoint_every=10**9,
         keep_checkpoints=1,
     )
-    with tempfile.TemporaryDirectory() as out, memory_phase(device) as probe:
-        result = train(cfg, mc, data, build_text_encoder(text_spec), LatentCodec("pixels"), out)
-    windows = result.history[1:]  # the first window holds warm-up
-    seconds = sum(args.window * args.batch / h["samples_per_s"] for h in windows)
-    return len(windows) * args.window * args.batch / seconds, memory_mb(device, probe)
+    t0 = clock(device)
+    with tempfile.TemporaryDirectory() as out:
+        train(cfg, mc, data, build_text_encoder(text_spec), LatentCodec("pixels"), out)
+    return clock(device) - t0
 
 
 def bench(preset: str, args, device: torch.device) -> dict:
+    """Per-step cost = (time of a long run - time of a short run) / extra steps: setup and the final checkpoint
+    cancel out. Short and long runs of both loops alternate; the ratio is the median over repeats."""
     mc = expert_preset(preset)
     # Data in memory, already in the model's space; for SD-VAE presets the bench skips the VAE and uses a hashed
     # text table of CLIP's shape (77x768), so no weights are needed: only the expert's step is measured.
     text_spec = mc.text_encoder if mc.text_encoder.startswith("hash:") else f"hash:{mc.caption_channels}x77"
     data = InMemory(max(256, 4 * args.batch), mc.latent_shape)
+    short, long = args.window, args.window * (args.windows + 1)
+    extra = (long - short) * args.batch
     bare, ours = [], []
+    bare_loop(mc, data, text_spec, short, args, device)  # warm-up: lazy imports, allocator, first-call costs
+    our_loop(mc, data, text_spec, short, args, device)
     for _ in range(args.repeats):
-        bare.append(bare_loop(mc, data, text_spec, args, device))
-        ours.append(our_loop(mc, data, text_spec, args, device))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        b_short = bare_loop(mc, data, text_spec, short, args, device)
+        b_long = bare_loop(mc, data, text_spec, long, args, device)
+        b_mem = memory_mb(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        o_short = our_loop(mc, data, text_spec, short, args, device)
+        o_long = our_loop(mc, data, text_spec, long, args, device)
+        bare.append((extra / (b_long - b_short), b_mem))
+        ours.append((extra / (o_long - o_short), memory_mb(device)))
     b, o = statistics.median(s for s, _ in bare), statistics.median(s for s, _ in ours)
+    paired = [x[0] / y[0] for x, y in zip(ours, bare, strict=True)]
+    if device.type == "cuda":
+        mem = (max(m for _, m in bare), max(m for _, m in ours))
+    else:
+        mem = (fresh_process_peak_rss(preset, "bare", args), fresh_process_peak_rss(preset, "ours", args))
     row = {
         "preset": preset,
         "device": str(device),
         "batch": args.batch,
         "bare_sps": b,
         "ours_sps": o,
-        "ratio": o / b,
-        "bare_mem_mb": max(m for _, m in bare),
-        "ours_mem_mb": max(m for _, m in ours),
-        "all_ratios": [round(x[0] / y[0], 3) for x, y in zip(ours, bare, strict=True)],
+        "ratio": statistics.median(paired),
+        "paired": [round(r, 3) for r in paired],
+        "mem_mb": mem,
     }
+    unit = "samples/s" if device.type == "cuda" else "samples/CPU-s"
+    kind = "max allocated" if device.type == "cuda" else "peak RSS, fresh process"
     print(
-        f"{preset:<6} {str(device):<5} batch {args.batch:<4} bare {b:8.1f} samples/s  ours {o:8.1f} samples/s  "
-        f"ratio {o / b:.3f}  (per repeat {row['all_ratios']})  peak mem bare {row['bare_mem_mb']:.0f} MB / "
-        f"ours {row['ours_mem_mb']:.0f} MB",
+        f"{preset:<6} {str(device):<5} batch {args.batch:<4} bare {b:8.1f} {unit}  ours {o:8.1f} {unit}  "
+        f"ratio {row['ratio']:.3f} (median of {row['paired']})  "
+        f"memory ({kind}) bare {mem[0]:.0f} MB / ours {mem[1]:.0f} MB",
         flush=True,
     )
     return row
+
+
+def fresh_process_peak_rss(preset: str, phase: str, args) -> float:
+    """Run one phase in a new interpreter and read its ru_maxrss (same imports on both sides)."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--preset",
+        preset,
+        "--phase",
+        phase,
+        "--batch",
+        str(args.batch),
+        "--window",
+        str(args.window),
+        "--windows",
+        str(args.windows),
+        "--threads",
+        str(args.threads or 1),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -181,17 +187,27 @@ def main() -> None:
     p.add_argument("--preset", action="append", help="expert preset(s); default tiny and small")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--window", type=int, default=10, help="steps per timing window")
-    p.add_argument("--windows", type=int, default=3, help="timed windows per phase (after one warm-up window)")
-    p.add_argument("--repeats", type=int, default=3, help="alternating bare/ours phases; medians compared")
+    p.add_argument("--window", type=int, default=20, help="steps of the short run (setup + warm-up cancel out)")
+    p.add_argument("--windows", type=int, default=4, help="the long run is window * (windows + 1) steps")
+    p.add_argument("--repeats", type=int, default=5, help="alternating bare/ours runs; median ratio reported")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--phase", choices=["bare", "ours"], help=argparse.SUPPRESS)  # one phase, print peak RSS MB
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}", flush=True)
+    if not args.phase:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}", flush=True)
+    if args.phase:
+        mc = expert_preset(args.preset[0])
+        text_spec = mc.text_encoder if mc.text_encoder.startswith("hash:") else f"hash:{mc.caption_channels}x77"
+        data = InMemory(max(256, 4 * args.batch), mc.latent_shape)
+        steps = args.window * (args.windows + 1)
+        (bare_loop if args.phase == "bare" else our_loop)(mc, data, text_spec, steps, args, device)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
     for preset in args.preset or ["tiny", "small"]:
         bench(preset, args, device)
 

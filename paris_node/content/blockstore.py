@@ -4,6 +4,13 @@ Blocks live at `<root>/<shard>/<KEY>.data` where KEY is the base32 multihash (so
 block share a file) and shard is the next-to-last two characters of KEY, the same layout as Kubo's flatfs.
 Every write goes to a temp file in the same directory, is fsynced and renamed into place: a crash never
 leaves a visible partial block, and a full disk raises StoreFull with nothing left behind.
+
+Concurrency: puts write and fsync their temp files in parallel (that is where their time goes); only the
+rename into place takes the store lock, which gc holds for its whole run, so a block appears either before
+gc looks (and is judged by the pins like any other) or after gc ends (and is kept). gc removes a temp file
+only when no put of this process is writing it and it is older than STALE_TMP_S (another process's put).
+Durability: a visible block's bytes are always on disk; its directory entry is on disk once `sync()` has run
+(fetch_dag and add_file call it before they return), so a crash before that may lose, never corrupt, a block.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ import base64
 import errno
 import json
 import os
+import secrets
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from paris_node.content.cid import DAG_PB, IDENTITY, RAW, CidInfo, block_links, parse_cid, verify_block
@@ -23,6 +32,7 @@ from paris_node.content.errors import BlockNotFound, CorruptDag, StoreFull
 __all__ = ["Blockstore", "atomic_write"]
 
 _PINS_FILE = "pins.json"
+STALE_TMP_S = 600.0  # gc leaves younger temp files alone: another process may be writing them
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
@@ -32,6 +42,13 @@ def atomic_write(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return _write_and_replace(fd, tmp, path, chunks, os.replace)
+
+
+def _write_and_replace(
+    fd: int, tmp: str, path: Path, chunks: Iterable[bytes | memoryview], replace: Callable[[str, Path], None]
+) -> int:
+    """Fill the open temp file `fd`, fsync and close it, then `replace(tmp, path)`; on failure remove `tmp`."""
     total = 0
     try:
         try:
@@ -44,7 +61,7 @@ def atomic_write(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException as e:
         try:
             os.unlink(tmp)
@@ -62,7 +79,10 @@ class Blockstore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()  # serialises pin-file updates and gc against puts
+        self._lock = threading.RLock()  # serialises renames into place, pin-file updates and gc
+        self._tmp_lock = threading.Lock()  # guards the two sets below (held only for set operations)
+        self._writing: set[str] = set()  # names of temp files that puts of this process are writing
+        self._unsynced: set[Path] = set()  # shard folders with renames not yet fsynced (see sync())
 
     # --- blocks ---------------------------------------------------------------------------------------------
 
@@ -79,23 +99,52 @@ class Blockstore:
         """Store a block after checking its hash (BlockMismatch, nothing written, if it does not match)."""
         info = parse_cid(cid)
         verify_block(info, data)
-        path = self._path(info)
-        if info.mh_code == IDENTITY or path.exists():
-            return
-        path.parent.mkdir(exist_ok=True)
-        with self._lock:
-            atomic_write(path, [data])
+        self._store(info, [data])
 
     def put_local(self, cid: str, pieces: Sequence[bytes | memoryview]) -> None:
         """Store a block given as pieces, WITHOUT re-hashing: only for blocks whose hash this process has just
-        computed itself (the importer in dag.add_file). Anything that came from outside goes through put()."""
-        info = parse_cid(cid)
+        computed itself over these very bytes (the importer in dag.add_file; fetch_dag right after verifying
+        a block it received). Anything else, above all bytes from a peer not yet verified, goes through put()."""
+        self._store(parse_cid(cid), pieces)
+
+    def _store(self, info: CidInfo, pieces: Sequence[bytes | memoryview]) -> None:
         path = self._path(info)
         if info.mh_code == IDENTITY or path.exists():
             return
         path.parent.mkdir(exist_ok=True)
-        with self._lock:
-            atomic_write(path, pieces)
+        # Our own temp name, registered before the file exists, so gc can never see it unregistered.
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        with self._tmp_lock:
+            self._writing.add(tmp)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _write_and_replace(fd, tmp, path, pieces, self._rename_into_place)  # write + fsync outside the lock
+        finally:
+            with self._tmp_lock:
+                self._writing.discard(tmp)
+
+    def _rename_into_place(self, tmp: str, path: Path) -> None:
+        with self._lock:  # never in the middle of a gc
+            os.replace(tmp, path)
+        with self._tmp_lock:
+            self._unsynced.add(path.parent)
+
+    def sync(self) -> None:
+        """Make every block renamed into place so far durable (fsync of their folders' entries).
+
+        Safe to call from several threads at once; a folder leaves the to-do set only after its fsync, so a
+        sync() that returns has covered every rename that finished before it was called.
+        """
+        with self._tmp_lock:
+            todo = list(self._unsynced)
+        for folder in todo:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            with self._tmp_lock:
+                self._unsynced.discard(folder)
 
     def get(self, cid: str) -> bytes:
         info = parse_cid(cid)
@@ -202,8 +251,20 @@ class Blockstore:
                     p.unlink(missing_ok=True)
                     removed += 1
                     freed += size
-            for shard in self.root.iterdir():
-                if shard.is_dir():
-                    for tmp in shard.glob(".*.tmp"):  # leftovers of a crash mid-write
-                        tmp.unlink(missing_ok=True)
+            self._remove_stale_temp_files()
             return removed, freed
+
+    def _remove_stale_temp_files(self) -> None:
+        """Leftovers of a crash mid-write. Not a put in progress: not ours (registered) nor recent (another's)."""
+        cutoff = time.time() - STALE_TMP_S
+        for shard in self.root.iterdir():
+            if not shard.is_dir():
+                continue
+            for tmp in shard.glob(".*.tmp"):
+                with self._tmp_lock:
+                    busy = str(tmp) in self._writing
+                try:
+                    if not busy and tmp.stat().st_mtime < cutoff:
+                        tmp.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    continue  # renamed into place or cleaned up meanwhile

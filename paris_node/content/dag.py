@@ -56,8 +56,10 @@ def add_file(
     root, rest = imp.finish()
     for cid, pieces in rest:
         store.put_local(cid, pieces)
-    if pin and store is not None:
-        store.pin(root)
+    if store is not None:
+        store.sync()  # every block durable before its CID is handed out
+        if pin:
+            store.pin(root)
     return root
 
 
@@ -67,6 +69,7 @@ def add_bytes(store: Blockstore, data: bytes, profile: ImportProfile | str = "ku
     root, rest = imp.finish()
     for cid, block in blocks + rest:
         store.put(cid, block)
+    store.sync()
     if pin:
         store.pin(root)
     return root

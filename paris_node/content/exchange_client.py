@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_INGEST_DEPTH = 3  # received blocks per stream being verified/stored at once (memory: that many blocks)
+
 # How an unreachable provider or a broken connection shows up; each drops that provider for this fetch.
 _PEER_FAILURES = (
     P2PDaemonError,
@@ -177,6 +179,8 @@ class _DagFetch:
                 for w in workers:
                     w.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
+                # Every block stored is durable before we answer, done or not (a resume then skips it).
+                await asyncio.to_thread(self.store.sync)
         self.stats.seconds = time.perf_counter() - t0
         if self.failure is not None:
             raise self.failure
@@ -294,35 +298,40 @@ class _DagFetch:
             logger.debug("dialing %s at %s failed: %r", key, addrs, e)  # opening a stream will say more
 
     async def _request(self, key: str, batch: list[str]) -> None:
-        """Ask `key` for `batch`; every CID answered (stored or refused) is removed from `batch`."""
+        """Ask `key` for `batch`; every CID answered (stored or refused) is removed from `batch`.
+
+        Up to `_INGEST_DEPTH` received blocks are verified and stored (each in a thread: hashing and fsync
+        release the GIL) while the next frames are read, so the stream never waits on the disk.
+        """
         try:
             _, reader, writer = await asyncio.wait_for(
                 self.p2p.call_binary_stream_handler(self.live[key], PROTOCOL), self.stall_timeout_s
             )
         except asyncio.TimeoutError as e:
             raise PeerStalled(f"could not open a stream within {self.stall_timeout_s:.1f} s") from e
-        ingest: asyncio.Future | None = None
+        ingesting: deque[asyncio.Future] = deque()
         try:
             writer.write(encode_request(batch))
             await writer.drain()
             for cid in list(batch):
                 frame = await read_frame(reader, cid, self.stall_timeout_s)
-                if ingest is not None:  # verify+store of the previous block overlapped this read
-                    await ingest
-                    ingest = None
+                while ingesting and (ingesting[0].done() or len(ingesting) >= _INGEST_DEPTH):
+                    await ingesting.popleft()  # raises BlockMismatch for a bad block: the provider is dropped
                 if frame.data is None:
                     self.refused.setdefault(cid, set()).add(key)
                     batch.remove(cid)
                     self._requeue([cid])
                 else:
-                    ingest = asyncio.ensure_future(self._ingest(key, cid, frame.data, batch))
-            if ingest is not None:
-                await ingest
-                ingest = None
+                    ingesting.append(asyncio.ensure_future(self._ingest(key, cid, frame.data, batch)))
+            while ingesting:
+                await ingesting.popleft()
+            # Make this batch's renames durable while the other streams keep the link busy.
+            await asyncio.to_thread(self.store.sync)
         finally:
-            if ingest is not None:  # the stream failed while a block was being stored: let it finish
+            # The stream failed while blocks were being stored: let them finish (each is verified first).
+            for fut in ingesting:
                 with suppress(Exception):
-                    await ingest
+                    await fut
             writer.close()
 
     async def _ingest(self, key: str, cid: str, data: bytes, batch: list[str]) -> None:
@@ -343,7 +352,8 @@ class _DagFetch:
         self._wake()
 
     def _verify_and_store(self, cid: str, data: bytes) -> list[str]:
-        """Runs in a thread (hashing releases the GIL): nothing reaches the store unverified."""
+        """Runs in a thread. The one hash of a received block, right before it is stored: nothing reaches the
+        store unverified, and put_local stores these same bytes without hashing them a second time."""
         verify_block(cid, data)
-        self.store.put(cid, data)
+        self.store.put_local(cid, [data])
         return block_links(cid, data)

@@ -38,6 +38,7 @@ class _Item:
     ttl_s: float
     build: object  # () -> Payload, called at publish time so fresh fields go out
     due_ms: int = 0
+    generation: int = 0  # bumped by every change, so a change during a store is not lost
 
 
 class Announcer:
@@ -76,6 +77,7 @@ class Announcer:
         with self._cond:
             self._status.update(fields)
             self._items["status"].due_ms = 0
+            self._items["status"].generation += 1
             self._cond.notify()
 
     def provide(self, cids: list[str]) -> None:
@@ -182,11 +184,15 @@ class Announcer:
         return StatusPayload(peer=self.identity.peer_id, version=__version__, addrs=self.addrs, **fields)
 
     def _publish_item(self, item: _Item) -> bool:
+        with self._cond:
+            generation = item.generation
         now = dht_now_ms()
         rec = sign_record(self.identity, item.build(), run=self.run, issued_ms=now)
         with self._write_lock:
             ok = store(self.dht, item.key, self.me, rec.to_bytes(), now / 1000 + item.ttl_s)
-        item.due_ms = now + int(item.ttl_s * 1000 * REFRESH_FRACTION if ok else RETRY_S * 1000)
+        with self._cond:
+            if item.generation == generation:  # else: changed while we stored; publish again at once
+                item.due_ms = now + int(item.ttl_s * 1000 * REFRESH_FRACTION if ok else RETRY_S * 1000)
         return ok
 
     def _loop(self) -> None:

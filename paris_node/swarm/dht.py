@@ -96,9 +96,10 @@ def dht_now_ms() -> int:
 
 def store(dht: hivemind.DHT, key: str, subkey: str, value: bytes, expiration_s: float, timeout: float = 20.0) -> bool:
     """Store one record; False (logged at debug) when no replica accepted it."""
-    with _lock(dht):
-        fut = dht.store(key, value, expiration_s, subkey=subkey, return_future=True)
     try:
+        with _lock(dht):
+            # the first accepting replica is enough; hivemind keeps storing to the others in the background
+            fut = dht.store(key, value, expiration_s, subkey=subkey, return_future=True, await_all_replicas=False)
         return bool(fut.result(timeout=timeout))
     except Exception as e:
         logger.debug("DHT store of %s failed: %s", key, e)
@@ -122,9 +123,9 @@ def get_many(dht: hivemind.DHT, keys: Sequence[str], timeout: float = 20.0) -> d
     """key -> [(subkey, value, expiration_s)] for dictionary keys; missing keys map to []; None if the call failed."""
     if not keys:
         return {}
-    with _lock(dht):
-        fut = dht.run_coroutine(_get_many_call(list(keys)), return_future=True)
     try:
+        with _lock(dht):
+            fut = dht.run_coroutine(_get_many_call(list(keys)), return_future=True)
         return fut.result(timeout=timeout)
     except Exception as e:
         logger.debug("DHT get of %d keys failed: %s", len(keys), e)

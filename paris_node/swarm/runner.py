@@ -21,7 +21,7 @@ from paris_node.swarm import keys
 from paris_node.swarm.announcer import Announcer
 from paris_node.swarm.claims import ClaimRules
 from paris_node.swarm.dht import join_command, start_dht, visible_maddrs
-from paris_node.swarm.membership import Membership
+from paris_node.swarm.membership import Membership, claim_target
 from paris_node.swarm.validator import MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def run_node(
     emit = on_event or (lambda name, data: None)
     jobs = options.job_list()
     keys.check_run(options.run)
+    claim_target(options.claim, jobs)  # a bad --claim fails before any network setup
     if not MIN_LEASE_TTL_MS <= options.lease_ttl_s * 1000 <= MAX_LEASE_TTL_MS:
         raise UsageError(f"--lease-ttl {options.lease_ttl_s} is outside 1..600 seconds")
     if options.lease_ttl_s * 1000 < 4 * options.skew_ms:

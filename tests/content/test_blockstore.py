@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 
 import pytest
 from conftest import det_bytes
 
-from paris_node.content.blockstore import Blockstore
+from paris_node.content.blockstore import STALE_TMP_S, Blockstore
 from paris_node.content.cid import BlockMismatch, FileImporter, to_v1
 from paris_node.content.dag import add_bytes, walk_dag
 from paris_node.content.errors import BlockNotFound, StoreFull
@@ -143,3 +144,102 @@ def test_reopen_sees_same_content(tmp_path):
     root = add_bytes(a, b"persist me", pin=True)
     b = Blockstore(tmp_path / "bs")
     assert b.pins() == [root] and b.has(root)
+
+
+def _block(seed: str):
+    root, blocks = _blocks(det_bytes(seed, 5000))
+    return root, blocks[root]
+
+
+def _tmp_files(store) -> list:
+    return list(store.root.rglob(".*.tmp"))
+
+
+def _held_in_fsync(monkeypatch):
+    """Patch os.fsync so the next put stops inside it (its temp file written, not yet renamed)."""
+    entered, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return entered, release
+
+
+def test_gc_spares_the_temp_file_of_a_put_in_progress(store, monkeypatch):
+    cid, data = _block("w")
+    entered, release = _held_in_fsync(monkeypatch)
+    errors = []
+    t = threading.Thread(target=lambda: errors.extend(_catch(store.put, cid, data)))
+    t.start()
+    try:
+        assert entered.wait(30)
+        assert len(_tmp_files(store)) == 1
+        assert store.gc() == (0, 0)  # gc runs while the put is writing: no lock wait, temp file kept
+        assert len(_tmp_files(store)) == 1 and not store.has(cid)
+    finally:
+        release.set()
+        t.join(30)
+    assert not errors and store.get(cid) == data and _tmp_files(store) == []
+
+
+def test_put_cannot_rename_into_place_during_gc(store, monkeypatch):
+    """A block appears before gc looks or after it ends, never between its mark and its sweep."""
+    cid, data = _block("g")
+    real_reachable = store._reachable
+    seen = {}
+
+    def reachable(roots):
+        t = threading.Thread(target=store.put, args=(cid, data))
+        t.start()  # the put can write and fsync, but its rename waits for gc's lock
+        t.join(0.5)
+        seen["alive"], seen["visible"] = t.is_alive(), store.has(cid)
+        seen["thread"] = t
+        return real_reachable(roots)
+
+    monkeypatch.setattr(store, "_reachable", reachable)
+    assert store.gc() == (0, 0)
+    seen["thread"].join(30)
+    assert seen["alive"] and not seen["visible"]
+    assert store.has(cid), "a block renamed after gc's sweep must be kept"
+
+
+def test_gc_removes_only_stale_temp_files(store):
+    cid, data = _block("s")
+    store.put(cid, data)
+    shard = store._path(cid).parent
+    stale, fresh = shard / ".X.data.aaa.tmp", shard / ".Y.data.bbb.tmp"
+    stale.write_bytes(b"crash leftover")
+    fresh.write_bytes(b"another process is writing this")
+    old = time.time() - STALE_TMP_S - 10
+    os.utime(stale, (old, old))
+    store.pin(cid)
+    assert store.gc() == (0, 0)  # temp files are not blocks: not counted
+    assert not stale.exists() and fresh.exists() and store.has(cid)
+    os.utime(fresh, (old, old))
+    store.gc()
+    assert not fresh.exists()
+
+
+def test_sync_makes_renames_durable_and_is_idempotent(store, monkeypatch):
+    cid, data = _block("d")
+    store.put(cid, data)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    store.sync()
+    assert synced == [str(store._path(cid).parent)]
+    store.sync()
+    assert len(synced) == 1  # nothing renamed since
+
+
+def _catch(fn, *args) -> list[Exception]:
+    try:
+        fn(*args)
+    except Exception as e:  # pragma: no cover - reported by the caller
+        return [e]
+    return []

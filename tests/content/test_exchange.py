@@ -1,7 +1,7 @@
 """Block exchange between real p2pd daemons on 127.0.0.1: honest, lying, stalling and vanishing providers.
 
 Every test starts its own P2P instances (each is a p2pd process) and shuts them down in `finally`.
-Files use a tiny import profile (16 KiB chunks, 4 links) so a 1 MiB file is a 3-level DAG of ~85 blocks.
+Files use a tiny import profile (16 KiB chunks, 4 links) so a 1 MiB file is a multi-level DAG of 90 blocks.
 """
 
 import asyncio
@@ -33,20 +33,28 @@ TINY = ImportProfile("tiny-test", 0, 16 * 1024, 4, False)
 
 
 class SpyStore(Blockstore):
-    """Records every put and whether its bytes were genuine, to prove nothing unverified reaches disk."""
+    """Records every block that reaches either storing method, and whether its bytes were genuine, to prove
+    nothing unverified reaches disk (fetch_dag verifies once, then stores through put_local)."""
 
     def __init__(self, root):
         super().__init__(root)
         self.puts: list[tuple[str, bool]] = []
 
-    def put(self, cid, data):
+    def _record(self, cid, data):
         try:
             verify_block(cid, data)
             ok = True
         except ValueError:
             ok = False
         self.puts.append((cid, ok))
+
+    def put(self, cid, data):
+        self._record(cid, data)
         super().put(cid, data)
+
+    def put_local(self, cid, pieces):
+        self._record(cid, b"".join(bytes(p) for p in pieces))
+        super().put_local(cid, pieces)
 
 
 class TamperingServer(BlockServer):
@@ -106,6 +114,7 @@ async def _fetch_and_check(client, store_dir, root, src, providers, **kw):
     export_file(store, root, out)
     assert out.read_bytes() == src.read_bytes()
     assert all(ok for _, ok in store.puts), "an unverified block reached the store"
+    assert len(store.puts) == stats.blocks_fetched, "a block reached the store around the spy"
     return stats, store
 
 

@@ -28,8 +28,23 @@ def _train(cfg, out, data=None, model_cfg=TINY, **kw):
     return train(cfg, model_cfg, data if data is not None else Squares(), text, LatentCodec("pixels"), out, **kw)
 
 
-def test_loss_falls_on_squares(tmp_path):
-    result = _train(_cfg(steps=120, log_every=20), tmp_path)
+def _shapes(n: int, size: int) -> list:
+    """The data layer's procedural `shapes` source, as (tensor in [-1, 1], caption) items."""
+    import numpy as np
+
+    from paris_node.data.datasets import ShapesDataset
+
+    items = []
+    for img, caption in ShapesDataset(n, size).take(n):
+        arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
+        items.append((arr / 127.5 - 1.0, caption))
+    return items
+
+
+def test_loss_falls_on_shapes(tmp_path):
+    data = _shapes(64, TINY.sample_size)
+    assert data[0][0].shape == (3, 16, 16) and isinstance(data[0][1], str)
+    result = _train(_cfg(steps=120, log_every=20), tmp_path, data=_Stream(data))
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < 0.6 * losses[0], losses
     model, config = load_model(result.checkpoint)
