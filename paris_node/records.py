@@ -315,7 +315,7 @@ def decode_record(
     if extra:
         raise SchemaError(f"record: unexpected envelope fields {sorted(extra)}")
     record = SignedRecord(**obj)
-    record.body  # schema check of the payload (cheap; before the signature so type errors are named as such)
+    _ = record.body  # schema check of the payload (cheap; before the signature so type errors are named as such)
     try:
         public = public_from_node_id(record.signer)
         sig = bytes.fromhex(record.sig)

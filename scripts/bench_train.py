@@ -153,7 +153,7 @@ def bench(preset: str, args, device: torch.device) -> dict:
     kind = "max allocated" if device.type == "cuda" else "peak RSS, fresh process"
     print(
         f"{preset:<6} {str(device):<5} batch {args.batch:<4} bare {b:8.1f} {unit}  ours {o:8.1f} {unit}  "
-        f"ratio {row['ratio']:.3f} (median of {row['paired']})  "
+        f"ratio {row['ratio']:.3f} (median of paired runs {row['paired']}; ratio of medians {o / b:.3f})  "
         f"memory ({kind}) bare {mem[0]:.0f} MB / ours {mem[1]:.0f} MB",
         flush=True,
     )

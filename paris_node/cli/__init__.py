@@ -55,9 +55,4 @@ def main(ctx: click.Context, home: str | None, log_level: str) -> None:
 
 
 # Register the command modules (each adds its commands to `main`).
-from paris_node.cli import ident  # noqa: E402,F401
-from paris_node.cli import content  # noqa: E402,F401
-from paris_node.cli import swarm  # noqa: E402,F401
-from paris_node.cli import data  # noqa: E402,F401
-from paris_node.cli import models  # noqa: E402,F401
-from paris_node.cli import node  # noqa: E402,F401
+from paris_node.cli import content, data, ident, models, node, swarm  # noqa: E402,F401

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import tempfile
-import threading
-from pathlib import Path
 
 import click
 
 from paris_node.cli import main
 from paris_node.cli.common import CliState, home_option
 from paris_node.errors import UsageError
-from paris_node.identity import Identity
-from paris_node.swarm.runner import DEFAULT_LEASE_TTL_S, DEFAULT_SETTLE_S, StopSignal, SwarmOptions, idle_job, run_node
+from paris_node.swarm.runner import DEFAULT_LEASE_TTL_S, DEFAULT_SETTLE_S, StopSignal, SwarmOptions
 
 
 def _claim(value: str) -> str | int:
@@ -37,16 +33,11 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 def swarm_options(f):
-    """Options shared by every command that joins a swarm (start, status; node commands can reuse them)."""
-    f = click.option("--run", "run_id", default="demo", show_default=True, help="Run id (namespace in the DHT).")(f)
-    f = click.option("--join", multiple=True, metavar="MADDR", help="Multiaddr of a swarm member (repeatable).")(f)
+    """Options shared by every command that joins a swarm (start, status)."""
     f = click.option(
-        "--experts",
-        type=click.IntRange(1, 1024),
-        default=4,
-        show_default=True,
-        help="Number of experts K in the run (until run manifests carry it).",
+        "--run", "run_id", default="demo", show_default=True, help="Run id (CID of its manifest) or 'demo'."
     )(f)
+    f = click.option("--join", multiple=True, metavar="MADDR", help="Multiaddr of a swarm member (repeatable).")(f)
     return f
 
 
@@ -70,14 +61,45 @@ def swarm_options(f):
     show_default=True,
     help="Seconds to wait after claiming before re-reading and resolving races.",
 )
+@click.option("--steps", type=click.IntRange(1), default=None, help="Training steps (default: the run's).")
+@click.option("--batch", type=click.IntRange(1), default=None, help="Batch size (default: the run's).")
+@click.option(
+    "--publish-every", type=click.IntRange(1), default=None, help="Publish a checkpoint every N steps (run's default)."
+)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads for training.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm progress bar.")
 @click.pass_obj
-def start(state: CliState, run_id, join, experts, claim, listen, announce, lease_ttl, settle) -> None:
-    """Join (or start) a swarm, claim a job and hold it until Ctrl-C (training is plugged in by the node)."""
+def start(
+    state: CliState,
+    run_id,
+    join,
+    claim,
+    listen,
+    announce,
+    lease_ttl,
+    settle,
+    steps,
+    batch,
+    publish_every,
+    device,
+    threads,
+    progress,
+) -> None:
+    """Join (or start) a swarm, claim a job, train it and publish checkpoints until Ctrl-C.
+
+    \b
+    Without --join this node starts a new swarm and prints the command others use to join it.
+    Without --run it trains the built-in demo run (built locally: the same run id on every machine).
+    Ctrl-C / SIGTERM: publish a final checkpoint, release the lease, stop.
+    """
+    from paris_node.node.job import TrainOptions
+    from paris_node.node.start import Node
+
     host, port = _listen(listen)
     options = SwarmOptions(
         home=state.home,
         run=run_id,
-        experts=experts,
         claim=_claim(claim),
         join=tuple(join),
         host=host,
@@ -86,10 +108,13 @@ def start(state: CliState, run_id, join, experts, claim, listen, announce, lease
         lease_ttl_s=lease_ttl,
         settle_s=settle,
     )
+    train = TrainOptions(
+        steps=steps, batch=batch, publish_every_steps=publish_every, device=device, progress=progress, threads=threads
+    )
     stop = StopSignal()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_node(options, idle_job, stop=stop, on_event=_print_event)
+    Node(state.home, train).run(options, stop, on_event=_print_event)
 
 
 def _print_event(name: str, data: dict) -> None:
@@ -111,42 +136,41 @@ def _print_event(name: str, data: dict) -> None:
 @main.command()
 @home_option
 @swarm_options
+@click.option("--experts", type=click.IntRange(1, 1024), default=None, help="K, for a run not held locally.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the swarm.")
 @click.pass_obj
 def status(state: CliState, run_id, join, experts, as_json, timeout) -> None:
     """Show who trains what: jobs, owners, steps, losses, checkpoints, standbys."""
-    report = read_report(run_id, list(join), experts, timeout)
+    report = read_report(state.home, run_id, list(join), experts, timeout)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         click.echo(format_text(report))
 
 
-def read_report(run: str, join: list[str], experts: int, timeout: float = 30.0) -> dict:
-    """Join as a short-lived reader with a throwaway key (the node's own key may be in use) and summarise."""
+def read_report(home, run: str, join: list[str], experts: int | None, timeout: float = 30.0) -> dict:
+    """Join as a short-lived reader and summarise leases, statuses and checkpoint pointers of the run."""
+    from paris_node.node.session import obtain_run, reader_dht
     from paris_node.swarm import keys
-    from paris_node.swarm.dht import dht_now_ms, start_dht
+    from paris_node.swarm.dht import dht_now_ms
     from paris_node.swarm.membership import read_leases, read_pointers, read_statuses
     from paris_node.swarm.report import swarm_report
 
     if not join:
         raise UsageError("status needs --join MADDR: the address a running node printed at start")
+    if experts is None:  # K comes from the run manifest when this machine holds it (or it is the demo run)
+        try:
+            manifest = obtain_run(home.ensure(), run)
+        except UsageError as e:
+            raise UsageError(f"{e}; or give --experts K") from None
+        run, experts = manifest.run_id, manifest.experts
     keys.check_run(run)
     jobs = keys.jobs_for(experts)
-    with tempfile.TemporaryDirectory() as tmp:
-        key = Path(tmp) / "reader.key"
-        key.write_bytes(Identity.generate().to_libp2p_bytes())
-        key.chmod(0o600)
-        dht = start_dht(key, initial_peers=join, startup_timeout=timeout, client_mode=True)
-        try:
-            leases = read_leases(dht, run, jobs)
-            statuses = read_statuses(dht, run)
-            pointers = {job: read_pointers(dht, run, job) for job in jobs}
-        finally:
-            done = threading.Thread(target=dht.shutdown, daemon=True)
-            done.start()
-            done.join(10)
+    with reader_dht(join, timeout) as dht:
+        leases = read_leases(dht, run, jobs)
+        statuses = read_statuses(dht, run)
+        pointers = {job: read_pointers(dht, run, job) for job in jobs}
     return swarm_report(run, jobs, leases, statuses, pointers, dht_now_ms())
 
 

@@ -48,6 +48,7 @@ class HashTextEncoder:
             raise UsageError(f"text encoder {spec!r}: need an even dim >= 8 and a length >= 2")
         self.spec, self.dim, self.max_len, self.vocab = spec, dim, max_len, vocab
         self._key = spec.encode()[:64]
+        self._cache: dict[str, list[int]] = {}
         g = torch.Generator().manual_seed(_seed_of(spec))
         # Row `vocab` is BOS. Unit-variance entries scaled by 1/sqrt(D) keep each token near unit norm.
         self.table = torch.randn(vocab + 1, dim, generator=g) / math.sqrt(dim)
@@ -58,20 +59,24 @@ class HashTextEncoder:
         self.pos = (0.5 * pe / math.sqrt(dim / 2)).float()
 
     def token_ids(self, prompt: str) -> list[int]:
-        words = _WORD.findall(prompt.lower())[: self.max_len - 1]
-        ids = [
-            int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8, key=self._key).digest(), "little") % self.vocab
-            for w in words
-        ]
-        return [self.vocab, *ids]
+        """BOS then one id per word, padded with 0 to max_len (the mask marks the real tokens)."""
+        ids = self._cache.get(prompt)
+        if ids is None:
+            words = _WORD.findall(prompt.lower())[: self.max_len - 1]
+            key = self._key
+            ids = [self.vocab] + [
+                int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8, key=key).digest(), "little") % self.vocab
+                for w in words
+            ]
+            if len(self._cache) < 100_000:  # training captions repeat every epoch
+                self._cache[prompt] = ids
+        return ids
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.zeros(len(prompts), self.max_len, dtype=torch.long)
-        mask = torch.zeros(len(prompts), self.max_len, dtype=torch.bool)
-        for i, p in enumerate(prompts):
-            row = self.token_ids(p)
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = True
+        rows = [self.token_ids(p) for p in prompts]
+        lengths = torch.tensor([len(r) for r in rows])
+        ids = torch.tensor([r + [0] * (self.max_len - len(r)) for r in rows], dtype=torch.long)
+        mask = torch.arange(self.max_len)[None, :] < lengths[:, None]
         emb = (self.table[ids] + self.pos) * mask[..., None]
         return emb, mask
 

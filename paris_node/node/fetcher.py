@@ -159,8 +159,15 @@ class CheckpointFetcher:
         verdicts: list[Verdict] = []
         for cand in order_candidates(candidates):
             if info is not None and cand.body.manifest_cid == info["manifest_cid"]:
-                v = Verdict(job, cand.signer, cand.body.step, info["manifest_cid"], ok=True, reason="already held",
-                            val_loss=info.get("val_loss"))
+                v = Verdict(
+                    job,
+                    cand.signer,
+                    cand.body.step,
+                    info["manifest_cid"],
+                    ok=True,
+                    reason="already held",
+                    val_loss=info.get("val_loss"),
+                )
                 return v, [*verdicts, v]
             with cache.Staging(self.home, self.manifest.run_id, job) as stage:
                 v = self.verify(cand, job, stage.path, held)
@@ -169,8 +176,13 @@ class CheckpointFetcher:
                     log.info("rejected %s step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
                     continue
                 info = {
-                    "job": job, "step": v.step, "signer": v.signer, "manifest_cid": v.manifest_cid,
-                    "val_loss": v.val_loss, "val_ratio": v.extra.get("ratio"), "record": v.extra.get("manifest"),
+                    "job": job,
+                    "step": v.step,
+                    "signer": v.signer,
+                    "manifest_cid": v.manifest_cid,
+                    "val_loss": v.val_loss,
+                    "val_ratio": v.extra.get("ratio"),
+                    "record": v.extra.get("manifest"),
                 }
                 stage.commit(info)
                 return v, verdicts

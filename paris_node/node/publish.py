@@ -112,8 +112,13 @@ class CheckpointPublisher:
         if "samples_per_s" in values:
             status["samples_per_s"] = real(values["samples_per_s"])
         self.announcer.set_status(**status)
-        log.info("published %s step %d: %s %s", self.job, step, manifest_cid,
-                 " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+        log.info(
+            "published %s step %d: %s %s",
+            self.job,
+            step,
+            manifest_cid,
+            " ".join(f"{k}={v:.4g}" for k, v in values.items()),
+        )
         kept = {cid for m, fs, _ in self.history[-self.keep :] for cid in (m, *fs)}
         for old_manifest, old_files, _ in self.history[: -self.keep]:
             for cid in {old_manifest, *old_files} - kept:  # identical files in a kept checkpoint stay pinned

@@ -98,6 +98,19 @@ def idle_job(job: str, stop: threading.Event, session: Session) -> None:
 Event = Callable[[str, dict], None]
 
 
+@dataclass
+class Prepared:
+    """What a `prepare` hook decides once the DHT is up: the run's id and jobs, and what to close on exit."""
+
+    run: str
+    jobs: list[str]
+    close: Callable[[], None] = lambda: None
+
+
+# prepare(dht, identity) -> Prepared: runs after the DHT starts (so it may fetch the run manifest from peers)
+Prepare = Callable[[hivemind.DHT, Identity], Prepared]
+
+
 def run_node(
     options: SwarmOptions,
     job_runner: Callable[[str, threading.Event, Session], None] = idle_job,
@@ -105,13 +118,19 @@ def run_node(
     stop: StopSignal | None = None,
     on_event: Event | None = None,
     on_session: Callable[[Session], None] | None = None,
+    prepare: Prepare | None = None,
 ) -> None:
-    """Run this node in the swarm until `stop` is set; withdraws its records on the way out."""
+    """Run this node in the swarm until `stop` is set; withdraws its records on the way out.
+
+    Without `prepare`, the run and jobs come from `options`; with it, from `prepare(dht, identity)`, called once
+    the DHT is up (the node uses it to obtain the run manifest, possibly from peers, and start its block exchange).
+    """
     stop = stop or StopSignal()
     emit = on_event or (lambda name, data: None)
-    jobs = options.job_list()
-    keys.check_run(options.run)
-    claim_target(options.claim, jobs)  # a bad --claim fails before any network setup
+    run, jobs = options.run, options.job_list()
+    if prepare is None:
+        keys.check_run(run)
+        claim_target(options.claim, jobs)  # a bad --claim fails before any network setup
     if not MIN_LEASE_TTL_MS <= options.lease_ttl_s * 1000 <= MAX_LEASE_TTL_MS:
         raise UsageError(f"--lease-ttl {options.lease_ttl_s} is outside 1..600 seconds")
     if options.lease_ttl_s * 1000 < 4 * options.skew_ms:
@@ -126,8 +145,12 @@ def run_node(
         startup_timeout=options.startup_timeout_s,
         skew_ms=options.skew_ms,
     )
-    announcer = membership = None
+    announcer = membership = prepared = None
     try:
+        if prepare is not None:
+            prepared = prepare(dht, identity)
+            run, jobs = keys.check_run(prepared.run), prepared.jobs
+            claim_target(options.claim, jobs)
         maddrs = visible_maddrs(dht)
         emit(
             "ready",
@@ -135,16 +158,17 @@ def run_node(
                 "node_id": identity.node_id,
                 "peer_id": identity.peer_id,
                 "maddrs": maddrs,
-                "join": join_command(maddrs, f"--run {options.run}"),
+                "join": join_command(maddrs, f"--run {run}"),
+                "run": run,
                 "jobs": jobs,
             },
         )
-        announcer = Announcer(dht, identity, options.run, addrs=maddrs).start()
+        announcer = Announcer(dht, identity, run, addrs=maddrs).start()
         rules = ClaimRules(skew_ms=options.skew_ms)
         membership = Membership(
             dht,
             identity,
-            options.run,
+            run,
             jobs,
             claim=options.claim,
             ttl=options.lease_ttl_s,
@@ -154,7 +178,7 @@ def run_node(
             announcer=announcer,
             claim_at_ms=options.claim_at_ms,
         )
-        session = Session(dht, identity, options.run, announcer, membership, maddrs)
+        session = Session(dht, identity, run, announcer, membership, maddrs)
         if on_session is not None:
             on_session(session)
         emit("standby", {})
@@ -174,5 +198,7 @@ def run_node(
             membership.release()
         if announcer is not None:
             announcer.stop()
+        if prepared is not None:
+            prepared.close()
         emit("stopped", {})
         dht.shutdown()

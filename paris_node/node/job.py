@@ -1,0 +1,177 @@
+"""The work a node does once it owns a job: get the data, resume, train, publish. Plugged into `run_node`.
+
+Reads top to bottom: shard(s) -> resume point (own work folder, else the swarm's latest verified checkpoint)
+-> trainer with the background publisher -> when the run's step budget is reached, keep serving until stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from paris_node.content.blockstore import Blockstore
+from paris_node.data.manifest import RunManifest
+from paris_node.data.prepare import shard_path
+from paris_node.data.shards import ShardDataset
+from paris_node.home import Home
+from paris_node.models.presets import expert_preset, router_preset
+from paris_node.models.text import build_text_encoder
+from paris_node.models.vae import LatentCodec, codec_spec
+from paris_node.node import cache
+from paris_node.node.evaluate import expert_score, router_score
+from paris_node.node.fetcher import CheckpointFetcher, copy_checkpoint, expert_index
+from paris_node.node.publish import CheckpointPublisher
+from paris_node.node.verify import Candidate
+from paris_node.records import ROUTER_JOB
+from paris_node.training.checkpoint import load_model
+from paris_node.training.router_trainer import LabelledClusters, train_router
+from paris_node.training.runtime import latest_checkpoint
+from paris_node.training.trainer import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """`paris-node start` training flags; None means: the run manifest's value."""
+
+    steps: int | None = None
+    batch: int | None = None
+    publish_every_steps: int | None = None
+    device: str = "auto"
+    progress: bool = True
+    threads: int | None = None
+
+
+class JobRunner:
+    """`job_runner(job, stop, session)` for `swarm.runner.run_node`."""
+
+    def __init__(self, home: Home, store: Blockstore, manifest: RunManifest, exchange, opts: TrainOptions):
+        self.home, self.store, self.manifest, self.exchange, self.opts = home, store, manifest, exchange, opts
+
+    # ------------------------------------------------------------------ helpers the steps use
+    def providers(self, session, cid: str) -> list[str]:
+        from paris_node.swarm.membership import read_providers
+
+        try:
+            return [r.body.peer for r in read_providers(session.dht, self.manifest.run_id, cid)]
+        except Exception as e:  # the DHT not answering is not fatal: the caller retries or fails per fetch
+            log.debug("provider lookup for %s failed: %s", cid, e)
+            return []
+
+    def ensure(self, session, cid: str) -> Path:
+        """A verified local file for a run CID (shard): local store first, else fetched from providers."""
+        self.store.pin(cid)  # pinned before fetching, so a gc cannot take blocks mid-fetch
+        self.exchange.fetch(cid, self.providers(session, cid), deadline_s=600)
+        return shard_path(self.home, cid)
+
+    def train_config(self, job: str) -> TrainConfig:
+        t = self.manifest.training
+        return TrainConfig(
+            steps=self.opts.steps or int(t["steps"]),
+            batch=self.opts.batch or int(t["batch"]),
+            lr=float(t["lr"]),
+            ema=float(t["ema"]),
+            caption_dropout=float(t.get("caption_dropout", 0.1)),
+            checkpoint_every=self.opts.publish_every_steps or int(t["publish_every_steps"]),
+            seed=self.manifest.seed + (0 if job == ROUTER_JOB else expert_index(job)),
+            device=self.opts.device,
+            progress=self.opts.progress,
+            log_every=10,
+        )
+
+    def resume_point(self, session, job: str, out_dir: Path) -> Path | None:
+        """This node's own latest checkpoint, else the swarm's latest verified one (takeover), else None."""
+        own = latest_checkpoint(out_dir)
+        if own is not None:
+            log.info("%s: resuming from this node's checkpoint %s", job, own)
+            return own
+        from paris_node.swarm.membership import read_pointers
+
+        try:
+            pointers = read_pointers(session.dht, self.manifest.run_id, job)
+        except Exception as e:
+            log.warning("%s: could not read checkpoint pointers (%s); starting from scratch", job, e)
+            return None
+        if not pointers:
+            return None
+        fetcher = CheckpointFetcher(
+            self.home,
+            self.store,
+            self.manifest,
+            fetch=lambda cid, peers: self.exchange.fetch(cid, [*peers, *self.providers(session, cid)], deadline_s=300),
+        )
+        accepted, verdicts = fetcher.fetch_job(job, [Candidate(p) for p in pointers])
+        for v in verdicts:
+            if not v.ok:
+                log.info("%s: not resuming from step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
+        if accepted is None:
+            return None
+        cached = cache.job_dir(self.home, self.manifest.run_id, job)
+        if not (cached / "training_state.json").exists():
+            log.warning("%s: the latest checkpoint has no training state; starting from scratch", job)
+            return None
+        log.info("%s: taking over from step %d (checkpoint %s)", job, accepted.step, accepted.manifest_cid)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return copy_checkpoint(cached, out_dir / f"takeover-{accepted.step:08d}")
+
+    # ------------------------------------------------------------------ the job
+    def __call__(self, job: str, stop: threading.Event, session) -> None:
+        if self.opts.threads:
+            torch.set_num_threads(self.opts.threads)
+        m, announcer = self.manifest, session.announcer
+        role = "router" if job == ROUTER_JOB else "expert"
+        announcer.set_status(role=role, job=job, step=0)
+        announcer.provide([m.run_id, *m.cids()])  # we hold the run: help others get it
+
+        # ---- data: each expert reads only its own cluster; the router reads every cluster
+        ks = range(m.experts) if job == ROUTER_JOB else [expert_index(job)]
+        train_sets = [ShardDataset(self.ensure(session, m.shards[k].train.cid)) for k in ks]
+        val_sets = [ShardDataset(self.ensure(session, m.shards[k].val.cid)) for k in ks]
+        if stop.is_set():
+            return
+
+        # ---- resume
+        out_dir = self.home.work_dir / m.run_id / cache.job_dirname(job)
+        resume = self.resume_point(session, job, out_dir)
+        parent = None
+        if resume is not None:
+            info = cache.read_info(self.home, m.run_id, job)
+            parent = info["manifest_cid"] if info and resume.name.startswith("takeover-") else None
+
+        # ---- train, publishing in the background
+        cfg = self.train_config(job)
+        codec = LatentCodec(codec_spec(m.latent_space))
+
+        if job == ROUTER_JOB:
+
+            def score(ckpt: Path) -> dict[str, float]:
+                model, _ = load_model(ckpt)
+                s = router_score(model, val_sets, codec)
+                return {"val_loss": s.loss, "val_ratio": s.ratio}
+        else:
+            text = build_text_encoder(m.text_encoder)
+
+            def score(ckpt: Path) -> dict[str, float]:
+                model, config = load_model(ckpt)
+                objective = "rectified_flow" if config["model"]["prediction"] == "velocity" else "epsilon"
+                s = expert_score(model, objective, val_sets[0], text, codec)
+                return {"val_loss": s.loss, "val_ratio": s.ratio}
+
+        publisher = CheckpointPublisher(
+            self.store, session.identity, m.run_id, job, announcer, m.cid_profile, score=score, parent=parent
+        )
+        if job == ROUTER_JOB:
+            rcfg = router_preset(m.router_preset, num_experts=m.experts)
+            result = train_router(cfg, rcfg, LabelledClusters(train_sets), codec, out_dir, publisher, resume, stop)
+        else:
+            ecfg = expert_preset(m.expert_preset)
+            result = train(cfg, ecfg, train_sets[0], text, codec, out_dir, publisher, resume, stop)
+        announcer.set_status(step=result.step)
+        if not stop.is_set():
+            log.info("%s: reached step %d (the run's budget); serving checkpoints until stopped", job, result.step)
+            stop.wait()
