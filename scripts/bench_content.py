@@ -225,7 +225,8 @@ def _client_main(
             bs.os.fsync = lambda fd: None
         try:
             t0, c0 = time.perf_counter(), time.process_time()
-            stats = await fetch_dag(p2p, Blockstore(folder), root, [peer], deadline_s=600, parallel=parallel, batch=batch)
+            store = Blockstore(folder)
+            stats = await fetch_dag(p2p, store, root, [peer], deadline_s=600, parallel=parallel, batch=batch)
             res["blocks"] = stats.blocks_fetched
             return time.perf_counter() - t0, time.process_time() - c0
         finally:
@@ -287,7 +288,8 @@ def bench_transfer(args: argparse.Namespace) -> None:
                 raise TimeoutError("provider did not start")
             maddrs, peer, a_idle = a_conn.recv()
             client = ctx.Process(
-                target=_client_main, args=(maddrs, peer, root, size, work, args.parallel, args.batch, args.repeat, b_child)
+                target=_client_main,
+                args=(maddrs, peer, root, size, work, args.parallel, args.batch, args.repeat, b_child),
             )
             client.start()
             if not b_conn.poll(900):
@@ -315,7 +317,8 @@ def bench_transfer(args: argparse.Namespace) -> None:
     fetch = mbps(fetch_s)
     load = os.getloadavg()[0]
     print(f"\n== Content: transfer ({args.size_mib} MiB, profile {args.profile}, {res['blocks']} blocks) ==")
-    print(f"load average before/after {args.load0:.1f} / {load:.1f} (others at work); parallel={args.parallel}, batch={args.batch}")
+    print(f"load average before/after {args.load0:.1f} / {load:.1f} (others at work)", end="; ")
+    print(f"parallel={args.parallel}, batch={args.batch}")
     print(f"best of {args.repeat} interleaved runs each; all runs (s): raw {[round(t, 2) for t, _ in res['raw']]}")
     print(f"  fetch {[round(t, 2) for t, _ in res['fetch']]}, no-fsync {[round(t, 2) for t, _ in res['nosync']]}")
     print(f"local file copy (+fsync)        {mbps(copy_s):8.1f} MB/s")

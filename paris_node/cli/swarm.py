@@ -69,6 +69,13 @@ def swarm_options(f):
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads for training.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm progress bar.")
+@click.option(
+    "--mirror-every",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="While standby, copy every job's latest verified checkpoint every N seconds (0: never).",
+)
 @click.pass_obj
 def start(
     state: CliState,
@@ -85,6 +92,7 @@ def start(
     device,
     threads,
     progress,
+    mirror_every,
 ) -> None:
     """Join (or start) a swarm, claim a job, train it and publish checkpoints until Ctrl-C.
 
@@ -114,7 +122,7 @@ def start(
     stop = StopSignal()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    Node(state.home, train).run(options, stop, on_event=_print_event)
+    Node(state.home, train, mirror_every_s=mirror_every).run(options, stop, on_event=_print_event)
 
 
 def _print_event(name: str, data: dict) -> None:

@@ -82,7 +82,7 @@ class Blockstore:
         self._lock = threading.RLock()  # serialises renames into place, pin-file updates and gc
         self._tmp_lock = threading.Lock()  # guards the two sets below (held only for set operations)
         self._writing: set[str] = set()  # names of temp files that puts of this process are writing
-        self._unsynced: set[Path] = set()  # shard folders with renames not yet fsynced (see sync())
+        self._unsynced: dict[Path, int] = {}  # shard folder -> renames into it not yet fsynced (see sync())
 
     # --- blocks ---------------------------------------------------------------------------------------------
 
@@ -117,7 +117,12 @@ class Blockstore:
         with self._tmp_lock:
             self._writing.add(tmp)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise StoreFull(f"disk full in {self.root}: free space (try `paris-node gc`) and retry") from e
+                raise
             _write_and_replace(fd, tmp, path, pieces, self._rename_into_place)  # write + fsync outside the lock
         finally:
             with self._tmp_lock:
@@ -127,24 +132,25 @@ class Blockstore:
         with self._lock:  # never in the middle of a gc
             os.replace(tmp, path)
         with self._tmp_lock:
-            self._unsynced.add(path.parent)
+            self._unsynced[path.parent] = self._unsynced.get(path.parent, 0) + 1
 
     def sync(self) -> None:
         """Make every block renamed into place so far durable (fsync of their folders' entries).
 
-        Safe to call from several threads at once; a folder leaves the to-do set only after its fsync, so a
-        sync() that returns has covered every rename that finished before it was called.
+        Safe to call from several threads at once; a folder leaves the to-do list only after an fsync that began
+        after its last rename, so a sync() that returns has covered every rename that finished before it was called.
         """
         with self._tmp_lock:
-            todo = list(self._unsynced)
-        for folder in todo:
+            todo = dict(self._unsynced)
+        for folder, renames in todo.items():
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
             with self._tmp_lock:
-                self._unsynced.discard(folder)
+                if self._unsynced.get(folder) == renames:  # else a rename came in meanwhile: the next sync
+                    del self._unsynced[folder]
 
     def get(self, cid: str) -> bytes:
         info = parse_cid(cid)

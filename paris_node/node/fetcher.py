@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import export_file, iter_file
 from paris_node.data.manifest import RunManifest
@@ -100,6 +102,7 @@ class CheckpointFetcher:
 
     # ------------------------------------------------------------------ one candidate
     def _who(self, cid: str, signer: str) -> list[str]:
+        """The signer first (it published the checkpoint), then whoever announces the checkpoint's manifest."""
         return list(dict.fromkeys([signer_peer(signer), *self._providers(cid)]))
 
     def verify(self, cand: Candidate, job: str, staging: Path, held: int | None) -> Verdict:
@@ -118,7 +121,7 @@ class CheckpointFetcher:
                 raise Rejected(f"manifest: {e}") from None
             body = check_manifest(cand.pointer, record, self.manifest.run_id, job)
             for name, meta in sorted(body.files.items()):
-                self._get(meta["cid"], cand.signer, name)
+                self._get(meta["cid"], cand.signer, name, providers_of=ptr.manifest_cid)
                 out = staging / name
                 export_file(self.store, meta["cid"], out)  # re-verifies every block while writing
                 check_file(name, _sha256(out), out.stat().st_size, meta)
@@ -129,8 +132,10 @@ class CheckpointFetcher:
             check_config(config, expected_config(self.manifest, job))
             try:
                 score = self.score(staging, job)
-            except UsageError as e:  # weights that do not fit the config, unreadable safetensors
+            except UsageError as e:  # weights that do not fit the config
                 raise Rejected(str(e)) from None
+            except SafetensorError as e:  # not safetensors at all (a pickle, garbage): never loaded any other way
+                raise Rejected(f"model.safetensors is not a safetensors file: {e}") from None
             verdict.val_loss = score.loss
             verdict.extra = {"baseline": score.baseline, "ratio": score.ratio, "manifest": data.decode()}
             if self.manifest.publishers == "open":
@@ -143,9 +148,9 @@ class CheckpointFetcher:
             verdict.reason = f"unavailable: {e}"
         return verdict
 
-    def _get(self, cid: str, signer: str, what: str) -> None:
+    def _get(self, cid: str, signer: str, what: str, providers_of: str | None = None) -> None:
         try:
-            self._fetch(cid, self._who(cid, signer))
+            self._fetch(cid, self._who(providers_of or cid, signer))
         except ParisError as e:
             raise Rejected(f"{what} {cid[:16]}... could not be fetched and verified: {e}") from None
         except TimeoutError:

@@ -104,7 +104,8 @@ class CheckpointPublisher:
         )
         self.parent = manifest_cid
         self.history.append((manifest_cid, file_cids, step))
-        self.announcer.provide([manifest_cid, *file_cids])
+        # One provider record per checkpoint: fetchers ask the manifest's providers for its files too.
+        self.announcer.provide([manifest_cid])
         self.announcer.set_pointer(self.job, manifest_cid, step)
         status = {"step": step, "checkpoint": manifest_cid}
         if "train_loss" in values:
@@ -121,6 +122,7 @@ class CheckpointPublisher:
         )
         kept = {cid for m, fs, _ in self.history[-self.keep :] for cid in (m, *fs)}
         for old_manifest, old_files, _ in self.history[: -self.keep]:
+            self.announcer.unprovide([old_manifest])
             for cid in {old_manifest, *old_files} - kept:  # identical files in a kept checkpoint stay pinned
                 self.store.unpin(cid)
         del self.history[: -self.keep]

@@ -17,26 +17,39 @@ log = logging.getLogger(__name__)
 class Node:
     """Owns what lives beside the DHT for a node's lifetime: the block exchange and the job runner."""
 
-    def __init__(self, home: Home, train: TrainOptions):
-        self.home, self.train = home, train
+    def __init__(self, home: Home, train: TrainOptions, mirror_every_s: float = 30.0):
+        self.home, self.train, self.mirror_every_s = home, train, mirror_every_s
         self.store = Blockstore(home.blocks_dir)
         self.runner: JobRunner | None = None
         self.manifest = None
+        self.exchange = None
+        self.session: Session | None = None
 
     def prepare(self, dht, identity) -> Prepared:
         """After the DHT is up: serve our blocks, obtain the run manifest (demo, local, or from peers)."""
         from paris_node.content.exchange import ExchangeService
+        from paris_node.node.mirror import Mirror
         from paris_node.node.session import obtain_run
 
-        exchange = ExchangeService(dht, self.store).start()
+        self.exchange = exchange = ExchangeService(dht, self.store).start()
         try:
             self.manifest = obtain_run(self.home, self._run, dht, exchange)
         except BaseException:
             exchange.stop()
             raise
         self.runner = JobRunner(self.home, self.store, self.manifest, exchange, self.train)
+        mirror = Mirror(self, self.mirror_every_s).start() if self.mirror_every_s > 0 else None
         log.info("run %s: %d experts + router", self.manifest.run_id, self.manifest.experts)
-        return Prepared(self.manifest.run_id, keys.jobs_for(self.manifest.experts), close=exchange.stop)
+
+        def close() -> None:
+            if mirror is not None:
+                mirror.stop()
+            exchange.stop()
+
+        return Prepared(self.manifest.run_id, keys.jobs_for(self.manifest.experts), close=close)
+
+    def on_session(self, session: Session) -> None:
+        self.session = session
 
     def job(self, job: str, stop: threading.Event, session: Session) -> None:
         assert self.runner is not None
@@ -44,4 +57,4 @@ class Node:
 
     def run(self, options: SwarmOptions, stop: StopSignal, on_event=None) -> None:
         self._run = options.run
-        run_node(options, self.job, stop=stop, on_event=on_event, prepare=self.prepare)
+        run_node(options, self.job, stop=stop, on_event=on_event, prepare=self.prepare, on_session=self.on_session)

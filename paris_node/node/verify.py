@@ -55,7 +55,7 @@ def order_candidates(candidates: list[Candidate]) -> list[Candidate]:
 def check_publisher(policy: str | list[str], signer: str) -> None:
     if policy == "open":
         return
-    if isinstance(policy, list) and signer in policy:
+    if isinstance(policy, (list, tuple)) and signer in policy:  # RunManifest holds the list as a tuple
         return
     raise Rejected(f"signer {signer[:16]}... is not an allowed publisher of this run")
 
@@ -83,7 +83,7 @@ def check_manifest(pointer: SignedRecord, manifest: SignedRecord, run_id: str, j
     if missing:
         raise Rejected(f"manifest lacks {', '.join(missing)}")
     for name in body.files:
-        if "/" in name or name.startswith(".") or not name:
+        if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
             raise Rejected(f"manifest names an unsafe file {name!r}")
     return body
 
@@ -101,6 +101,8 @@ def sha256_hex(data: bytes) -> str:
 
 def check_config(config: dict, expected: dict) -> None:
     """Every expected field (preset, shapes, expert id...) must be present and equal in the checkpoint config."""
+    if not isinstance(config, dict):
+        raise Rejected(f"config.json is not a JSON object but {type(config).__name__}")
     for key, want in expected.items():
         got = config.get(key)
         if got != want:

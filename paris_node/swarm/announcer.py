@@ -90,6 +90,12 @@ class Announcer:
                 )
             self._cond.notify()
 
+    def unprovide(self, cids: list[str]) -> None:
+        """Stop re-announcing `cids`; their provider records lapse at expiry (fetchers fall back to others)."""
+        with self._cond:
+            for cid in cids:
+                self._items.pop(f"provider:{cid}", None)
+
     def set_pointer(self, job: str, manifest_cid: str, step: int) -> None:
         """Point `job`'s checkpoint pointer (under our subkey) at `manifest_cid`; seq grows with every call."""
         with self._cond:

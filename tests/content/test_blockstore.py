@@ -243,3 +243,22 @@ def _catch(fn, *args) -> list[Exception]:
     except Exception as e:  # pragma: no cover - reported by the caller
         return [e]
     return []
+
+
+def test_sync_keeps_a_folder_renamed_into_during_its_fsync(store, monkeypatch):
+    cid, data = _block("r")
+    store.put(cid, data)
+    folder = store._path(cid).parent
+    real_fsync = os.fsync
+
+    def fsync(fd):  # another put lands in the same folder while sync() is fsyncing it
+        real_fsync(fd)
+        monkeypatch.setattr(os, "fsync", real_fsync)
+        with store._tmp_lock:
+            store._unsynced[folder] += 1
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.sync()
+    assert folder in store._unsynced, "a rename after the fsync began must wait for the next sync"
+    store.sync()
+    assert folder not in store._unsynced

@@ -1,0 +1,428 @@
+"""The local swarm demo: K expert processes + a router process train and publish, then fetch + sample to PNGs.
+
+On one 2-core machine in about 15 minutes (`scripts/demo` sets up .venv and runs this):
+
+1. start node 0 (it starts the swarm and prints its address), then nodes 1..K which `--join` it; each claims a
+   job (`--claim auto`), trains with one torch thread and publishes a checkpoint every `--publish-every` steps;
+2. print every job's step and losses every ~30 s (parsed from the nodes' logs in OUT/logs/);
+3. once every job has published step `--steps` (or the training budget `--train-minutes` is spent), a fresh home
+   runs `paris-node fetch --all` against the swarm (verified checkpoints only), and the nodes are stopped;
+4. `paris-node sample` for a few prompts (top-2 routing; top-1 and full for the first prompt) and a loss-curve
+   PNG per job (drawn with PIL from the published losses) into OUT/.
+
+Every process started here runs in its own process group and is stopped on exit, Ctrl-C or error (SIGTERM,
+then SIGKILL after a timeout).
+
+    python scripts/demo.py                 # the built-in demo run (small preset, 4 experts + router)
+    python scripts/demo.py --quick         # ~3 min smoke run: tiny presets, few steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = [
+    "a red circle on a blue background",
+    "a green square on a white background",
+    "a yellow triangle on a black background",
+    "two purple stars on an orange background",
+]
+PUBLISHED = re.compile(r"published (\S+) step (\d+): (\S+)(.*)$")
+OWNER = re.compile(r"owner of (\S+)")
+ADDRESS = re.compile(r"^\s+(/ip4/\S+/p2p/\S+)\s*$")
+METRIC = re.compile(r"(\w+)=(\S+)")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=None, help="training steps per job (default 300; --quick: 40)")
+    p.add_argument("--publish-every", type=int, default=None, help="publish every N steps (default 25; --quick: 10)")
+    p.add_argument("--train-minutes", type=float, default=None, help="training budget (default 10; --quick: 3)")
+    p.add_argument("--out", type=Path, default=ROOT / "demo-out", help="output folder (default: demo-out/)")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny presets, few steps, ~3 minutes")
+    p.add_argument("--sample-steps", type=int, default=None, help="Euler steps per image (default: 50; --quick: 10)")
+    p.add_argument("--keep-running", action="store_true", help="leave the swarm running at the end (Ctrl-C stops)")
+    a = p.parse_args()
+    a.steps = a.steps or (40 if a.quick else 300)
+    a.publish_every = a.publish_every or (10 if a.quick else 25)
+    a.train_minutes = a.train_minutes or (3.0 if a.quick else 10.0)
+    a.sample_steps = a.sample_steps or (10 if a.quick else 50)
+    return a
+
+
+def say(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cli(*args: str) -> list[str]:
+    return [_paris_node(), *args]
+
+
+def _paris_node() -> str:
+    exe = Path(sys.executable).with_name("paris-node")
+    return str(exe) if exe.exists() else shutil.which("paris-node") or "paris-node"
+
+
+def env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+# ---------------------------------------------------------------------------------------------- processes
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class Swarm:
+    """Every process this script started; `stop()` ends them all (SIGTERM to the group, then SIGKILL)."""
+
+    procs: list[Proc] = field(default_factory=list)
+
+    def spawn(self, name: str, args: list[str], log: Path) -> Proc:
+        with open(log, "wb") as f:
+            p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+        proc = Proc(name, p, log)
+        self.procs.append(proc)
+        return proc
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if p.popen.poll() is not None:
+                tail = "\n".join(p.log.read_text(errors="replace").splitlines()[-15:])
+                raise RuntimeError(f"{p.name} exited with code {p.popen.returncode}; end of {p.log}:\n{tail}")
+
+    def stop(self, timeout: float = 60.0) -> None:
+        alive = [p for p in self.procs if p.popen.poll() is None]
+        for p in alive:
+            _signal_group(p.popen, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in alive:
+            try:
+                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{p.name} did not stop within {timeout:.0f}s: SIGKILL")
+        for p in self.procs:  # the group too: p2pd children outlive a killed parent
+            _signal_group(p.popen, signal.SIGKILL)
+            if p.popen.poll() is None:
+                p.popen.wait(timeout=10)
+        self.procs.clear()
+
+
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)  # start_new_session: the group id is the child's pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_for_address(proc: Proc, timeout: float = 180.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            break
+        for line in proc.log.read_text(errors="replace").splitlines():
+            m = ADDRESS.match(line)
+            if m and "/ip4/127.0.0.1/" in m.group(1):
+                return m.group(1)
+        time.sleep(0.5)
+    tail = "\n".join(proc.log.read_text(errors="replace").splitlines()[-15:])
+    raise RuntimeError(f"{proc.name} printed no address within {timeout:.0f}s; end of {proc.log}:\n{tail}")
+
+
+# ---------------------------------------------------------------------------------------------- logs
+@dataclass
+class JobLog:
+    node: str
+    points: list[dict] = field(default_factory=list)  # {"step", "train_loss", "val_loss", ...} per publish
+
+
+def read_jobs(procs: list[Proc]) -> dict[str, JobLog]:
+    """job -> its owner's published checkpoints, parsed from the node logs."""
+    jobs: dict[str, JobLog] = {}
+    for p in procs:
+        for line in p.log.read_text(errors="replace").splitlines():
+            if m := OWNER.search(line):
+                jobs.setdefault(m.group(1), JobLog(p.name)).node = p.name
+            elif m := PUBLISHED.search(line):
+                point = {"step": int(m.group(2)), "cid": m.group(3)}
+                for k, v in METRIC.findall(m.group(4)):
+                    try:
+                        point[k] = float(v)
+                    except ValueError:
+                        pass
+                jobs.setdefault(m.group(1), JobLog(p.name)).points.append(point)
+    return dict(sorted(jobs.items(), key=lambda kv: (kv[0] == "router", kv[0])))
+
+
+def progress_table(jobs: dict[str, JobLog]) -> str:
+    rows = [f"  {'job':10} {'node':6} {'step':>5} {'train loss':>10} {'val loss':>9} {'samples/s':>9}"]
+    for job, j in jobs.items():
+        last = j.points[-1] if j.points else {}
+        rows.append(
+            f"  {job:10} {j.node:6} {last.get('step', 0):>5} {_num(last.get('train_loss')):>10} "
+            f"{_num(last.get('val_loss')):>9} {_num(last.get('samples_per_s'), 1):>9}"
+        )
+    return "\n".join(rows)
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------------- loss curves
+def loss_curve(job: str, points: list[dict], path: Path, size: tuple[int, int] = (640, 400)) -> Path:
+    """Train and validation loss against step, drawn with PIL (matplotlib is not a dependency)."""
+    w, h = size
+    left, right, top, bottom = 64, 16, 36, 44
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    d.text((left, 10), f"{job}: loss per published checkpoint", fill="black")
+    series = {
+        k: [(p["step"], p[k]) for p in points if k in p]
+        for k, colour in (("train_loss", "#1f77b4"), ("val_loss", "#d62728"))
+    }
+    values = [v for s in series.values() for _, v in s]
+    steps = [p["step"] for p in points]
+    d.rectangle([left, top, w - right, h - bottom], outline="black")
+    if values and steps:
+        x0, x1 = 0, max(steps) or 1
+        y0, y1 = min(values), max(values)
+        pad = (y1 - y0) * 0.05 or 0.05
+        y0, y1 = y0 - pad, y1 + pad
+
+        def xy(step: float, v: float) -> tuple[float, float]:
+            return (
+                left + (step - x0) / (x1 - x0) * (w - left - right),
+                h - bottom - (v - y0) / (y1 - y0) * (h - top - bottom),
+            )
+
+        for i in range(5):  # ticks
+            v = y0 + (y1 - y0) * i / 4
+            _, y = xy(x0, v)
+            d.line([left - 4, y, left, y], fill="black")
+            d.text((4, y - 6), f"{v:.3f}", fill="black")
+            s = x0 + (x1 - x0) * i / 4
+            x, _ = xy(s, y0)
+            d.line([x, h - bottom, x, h - bottom + 4], fill="black")
+            d.text((x - 10, h - bottom + 8), f"{s:.0f}", fill="black")
+        d.text(((w - left) // 2 + left - 12, h - 18), "step", fill="black")
+        for s, colour in zip(series.values(), ("#1f77b4", "#d62728"), strict=True):
+            pts = [xy(st, v) for st, v in s]
+            if len(pts) > 1:
+                d.line(pts, fill=colour, width=2)
+            for x, y in pts:
+                d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        for i, (name, colour) in enumerate((("train loss", "#1f77b4"), ("val loss", "#d62728"))):
+            y = top + 8 + 16 * i
+            d.line([w - right - 110, y + 6, w - right - 90, y + 6], fill=colour, width=3)
+            d.text((w - right - 84, y), name, fill="black")
+    else:
+        d.text((left + 10, top + 10), "no checkpoint published", fill="black")
+    img.save(path)
+    return path
+
+
+def contact_sheet(pngs: list[Path], path: Path, scale: int = 4) -> Path:
+    """Every sample grid, enlarged (nearest neighbour: the model's pixels) and labelled, in one PNG."""
+    grids = [Image.open(p).convert("RGB") for p in pngs]
+    grids = [g.resize((g.width * scale, g.height * scale), Image.NEAREST) for g in grids]
+    label_h, pad = 28, 8
+    w = max(900, *(g.width for g in grids)) + 2 * pad
+    sheet = Image.new("RGB", (w, sum(g.height + label_h + pad for g in grids) + pad), "white")
+    d, y = ImageDraw.Draw(sheet), pad
+    for p, g in zip(pngs, grids, strict=True):
+        routing = p.stem.split("-")[1]
+        prompts = PROMPTS if "all-prompts" in p.stem else PROMPTS[:1]
+        d.text((pad, y + 4), f"{routing}: " + " / ".join(f"{i + 1}. {t}" for i, t in enumerate(prompts)), fill="black")
+        sheet.paste(g, (pad, y + label_h))
+        y += g.height + label_h + pad
+    sheet.save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- the demo
+def make_run(args: argparse.Namespace, home: Path, logs: Path) -> str:
+    """'demo' (built in, built by each node), or for --quick a tiny run created by node 0's `init`."""
+    if not args.quick:
+        return "demo"
+    cmd = cli(
+        "--home",
+        str(home),
+        "init",
+        "--preset",
+        "tiny",
+        "--router-preset",
+        "tiny",
+        "--samples",
+        "512",
+        "--experts",
+        "4",
+    )
+    cmd += ["--steps", str(args.steps), "--publish-every-steps", str(args.publish_every)]
+    cmd += ["--val-loss-threshold", "10", "--name", "demo-quick", "--json"]
+    out = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    (logs / "init.log").write_text(out.stdout + out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"paris-node init failed (see {logs / 'init.log'}):\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout)["run_id"]
+
+
+def train_swarm(args: argparse.Namespace, swarm: Swarm, run: str, homes: Path, logs: Path, jobs: int) -> str:
+    """Start the nodes, wait until every job published `args.steps` (or the budget is spent); returns the address."""
+    common = ["start", "--run", run, "--claim", "auto", "--no-progress", "--threads", "1", "--listen", "127.0.0.1:0"]
+    common += ["--steps", str(args.steps), "--publish-every", str(args.publish_every)]
+    first = swarm.spawn("node0", cli("--home", str(homes / "node0"), *common), logs / "node0.log")
+    maddr = wait_for_address(first)
+    say(f"swarm started by node0 at {maddr}")
+    for i in range(1, jobs):
+        name = f"node{i}"
+        swarm.spawn(name, cli("--home", str(homes / name), *common, "--join", maddr), logs / f"{name}.log")
+    say(
+        f"started {jobs} nodes (logs in {logs}); training {args.steps} steps each, publishing every "
+        f"{args.publish_every}, budget {args.train_minutes:g} min"
+    )
+    t0 = time.monotonic()
+    deadline = t0 + args.train_minutes * 60
+    next_report = t0 + 30
+    while True:
+        swarm.check_alive()
+        state = read_jobs(swarm.procs)
+        done = len(state) == jobs and all(j.points and j.points[-1]["step"] >= args.steps for j in state.values())
+        if done or time.monotonic() >= deadline or time.monotonic() >= next_report:
+            say(f"after {time.monotonic() - t0:.0f}s of training:\n{progress_table(state)}")
+            next_report = time.monotonic() + 30
+        if done:
+            say(f"every job reached step {args.steps} in {time.monotonic() - t0:.0f}s")
+            return maddr
+        if time.monotonic() >= deadline:
+            say(f"training budget of {args.train_minutes:g} min spent: going on with the latest checkpoints")
+            return maddr
+        time.sleep(2)
+
+
+def fetch(run: str, home: Path, maddr: str, out: Path, logs: Path) -> list[dict]:
+    cmd = cli("--home", str(home), "fetch", "--all", "--run", run, "--join", maddr, "--json", "--allow-partial")
+    t0 = time.monotonic()
+    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+    (logs / "fetch.log").write_text(res.stdout + res.stderr)
+    if res.returncode != 0:
+        raise RuntimeError(f"fetch failed (see {logs / 'fetch.log'}):\n{res.stderr[-2000:]}")
+    report = json.loads(res.stdout)
+    (out / "fetch.json").write_text(json.dumps(report, indent=2))
+    rows = report["checkpoints"]
+    say(f"fetch --all took {time.monotonic() - t0:.0f}s:")
+    for r in rows:
+        loss = "-" if r["val_loss"] is None else f"{r['val_loss']:.4f}"
+        print(
+            f"  {r['job']:10} step {r['step']:>5}  {r['cid'][:24]:26} val loss {loss:>8}  {r['verdict']}"
+            + (f" ({r['reason']})" if r.get("reason") else ""),
+            flush=True,
+        )
+    return rows
+
+
+def sample_all(args: argparse.Namespace, run_id: str, home: Path, out: Path, logs: Path) -> list[Path]:
+    """top2 for every prompt (one grid: a row of 4 images per prompt), then top1 and full for the first prompt.
+
+    One `sample` process per routing mode: on a loaded 2-core machine starting the process costs more than the
+    sampling itself.
+    """
+    runs = [
+        ("top2", PROMPTS, "top2-all-prompts"),
+        ("top1", PROMPTS[:1], "top1-prompt1"),
+        ("full", PROMPTS[:1], "full-prompt1"),
+    ]
+    written = []
+    with open(logs / "sample.log", "w") as log:
+        for i, (routing, prompts, name) in enumerate(runs):
+            png = out / f"{i:02d}-{name}.png"
+            cmd = cli("--home", str(home), "sample", *prompts, "--run", run_id, "--routing", routing, "-n", "4")
+            cmd += ["--steps", str(args.sample_steps), "--seed", "0", "--out", str(png), "--explain"]
+            t0 = time.monotonic()
+            res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+            log.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n")
+            if res.returncode != 0:
+                raise RuntimeError(f"sample failed (see {logs / 'sample.log'}):\n{res.stderr[-2000:]}")
+            say(f"{routing:4} {len(prompts)} prompt(s) x 4 images: {png.name} ({time.monotonic() - t0:.0f}s)")
+            written.append(png)
+    return written
+
+
+def main() -> int:
+    args = parse_args()
+    out = args.out.resolve()
+    homes, logs = out / "nodes", out / "logs"
+    shutil.rmtree(homes, ignore_errors=True)  # fresh nodes: nothing to resume from a previous demo
+    shutil.rmtree(logs, ignore_errors=True)
+    homes.mkdir(parents=True)
+    logs.mkdir(parents=True)
+    for old in [*out.glob("*.png"), *out.glob("*.explain.json"), out / "fetch.json"]:
+        old.unlink(missing_ok=True)
+    swarm = Swarm()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM runs the finally below, like Ctrl-C
+    t_start = time.monotonic()
+    try:
+        run = make_run(args, homes / "node0", logs)
+        experts = 4  # the demo run has 4; --quick asks init for 4
+        say(f"run {run}: {experts} experts + router, {experts + 1} node processes, 1 torch thread each")
+        maddr = train_swarm(args, swarm, run, homes, logs, experts + 1)
+        t_train = time.monotonic()
+        rows = fetch(run, homes / "reader", maddr, out, logs)
+        if not args.keep_running:
+            say("stopping the swarm (each node publishes a final checkpoint and releases its lease)")
+            swarm.stop()
+        run_id = next((p.name for p in (homes / "reader").joinpath("cache").glob("*") if p.name != "shards"), run)
+        ok = {r["job"] for r in rows if r["verdict"] == "ok"}
+        curves = [
+            loss_curve(job, j.points, out / f"loss-{job.replace('/', '-')}.png")
+            for job, j in read_jobs_from_logs(logs).items()
+        ]
+        samples = sample_all(args, run_id, homes / "reader", out, logs) if ok else []
+        if samples:
+            samples.append(contact_sheet(samples, out / "samples.png"))
+        say(f"done in {time.monotonic() - t_start:.0f}s (training {t_train - t_start:.0f}s)")
+        print("\nsamples (4 images per prompt, a row each; .explain.json beside each):", flush=True)
+        for p in samples:
+            print(f"  {p}")
+        print("loss curves:")
+        for p in curves:
+            print(f"  {p}")
+        print(f"logs: {logs}", flush=True)
+        if args.keep_running:
+            say(f"swarm still running at {maddr}; Ctrl-C to stop it")
+            while True:
+                swarm.check_alive()
+                time.sleep(5)
+        return 0 if samples else 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        if swarm.procs:
+            say("stopping every process started")
+            swarm.stop()
+
+
+def read_jobs_from_logs(logs: Path) -> dict[str, JobLog]:
+    procs = [Proc(p.stem, None, p) for p in sorted(logs.glob("node*.log"))]  # type: ignore[arg-type]
+    return read_jobs(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""CheckpointFetcher end to end in one process: malicious candidates are rejected, the honest one installed.
+
+The "network" is RemoteFetch from conftest.py, a test double for the content exchange: it copies DAGs from the
+publishers' Blockstore into the fetcher's through Blockstore.put, which checks every block against its CID
+(raising BlockMismatch, as the real exchange does, when a lying peer serves other bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+
+import pytest
+import torch
+from node_helpers import (
+    EXPERT_JOB,
+    copy_ckpt,
+    fetcher_home_for,
+    publish,
+    randomize_weights,
+    set_step,
+    shard,
+    sign_pointer,
+)
+from safetensors.torch import load_file, save_file
+
+from paris_node.content.dag import add_bytes, walk_dag
+from paris_node.content.errors import FetchError
+from paris_node.identity import Identity
+from paris_node.models.presets import expert_preset
+from paris_node.models.vae import LatentCodec, codec_spec
+from paris_node.node import cache
+from paris_node.node.evaluate import router_score
+from paris_node.node.fetcher import CheckpointFetcher, signer_peer
+from paris_node.node.verify import Candidate
+from paris_node.records import ROUTER_JOB, CheckpointPayload, SignedRecord, sign_record
+from paris_node.training.checkpoint import load_model
+
+HONEST = Identity.from_seed(b"h" * 32)
+MALLORY = Identity.from_seed(b"m" * 32)
+EVE = Identity.from_seed(b"e" * 32)
+
+
+def fetcher_for(run, fh) -> CheckpointFetcher:
+    return CheckpointFetcher(fh.home, fh.store, run.manifest, fetch=fh.fetch)
+
+
+def store_record(run, record: SignedRecord) -> str:
+    return add_bytes(run.store, record.to_bytes(), run.manifest.cid_profile, pin=True)
+
+
+def resign(run, record: SignedRecord, identity: Identity, **changes) -> str:
+    """A manifest with changed payload fields, properly signed by `identity`, stored in the remote store."""
+    body: CheckpointPayload = dataclasses.replace(record.body, **changes)  # type: ignore[arg-type]
+    return store_record(run, sign_record(identity, body, run=record.run))
+
+
+def hidden_entries(fh, run) -> list[str]:
+    base = cache.run_cache(fh.home, run.run_id)
+    return sorted(p.name for p in base.iterdir() if p.name.startswith(".")) if base.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------- the malice set
+
+
+def test_malicious_candidates_are_rejected_and_the_honest_one_installed(tiny_run, fetcher_home, expert_ckpt, tmp_path):
+    run, fh, job = tiny_run, fetcher_home, EXPERT_JOB
+    honest = publish(run, HONEST, job, expert_ckpt, step=10)
+    cands: dict[str, Candidate] = {}
+
+    # (1a) forged: Mallory's pointer names a manifest (validly) signed by another key
+    eve = publish(run, EVE, job, expert_ckpt, step=101)
+    cands["other signer"] = Candidate(sign_pointer(MALLORY, run.run_id, job, eve.manifest_cid, 101))
+    # (1b) forged: a manifest whose payload was changed after signing (signature no longer verifies)
+    mal = publish(run, MALLORY, job, expert_ckpt, step=10)
+    forged = dataclasses.replace(mal.record, payload={**mal.record.payload, "step": 102})
+    cands["bad signature"] = Candidate(sign_pointer(MALLORY, run.run_id, job, store_record(run, forged), 102))
+    # (2a) bytes that do not match the CID: the "remote" serves other bytes for the weights
+    unique = copy_ckpt(expert_ckpt, tmp_path / "bytes")  # same tensors, other bytes: a CID of its own
+    save_file(load_file(str(unique / "model.safetensors")), str(unique / "model.safetensors"), metadata={"x": "1"})
+    wrong_bytes = publish(run, MALLORY, job, unique, step=103)
+    weights_cid = wrong_bytes.record.body.files["model.safetensors"]["cid"]
+    fh.fetch.tamper[weights_cid] = b"not the weights" * 100
+    cands["wrong bytes"] = wrong_bytes.candidate
+    # (2b) right CIDs, but the manifest's sha256 of the weights is wrong
+    files = json.loads(json.dumps(mal.record.body.files))
+    files["model.safetensors"]["sha256"] = "0" * 64
+    cands["sha256"] = Candidate(
+        sign_pointer(MALLORY, run.run_id, job, resign(run, mal.record, MALLORY, step=104, files=files), 104)
+    )
+    # (3a) wrong shape: the config of another preset
+    small = copy_ckpt(expert_ckpt, tmp_path / "small")
+    config = json.loads((small / "config.json").read_text())
+    config["model"] = expert_preset("small").to_dict()
+    (small / "config.json").write_text(json.dumps(config))
+    cands["other preset"] = publish(run, MALLORY, job, small, step=105).candidate
+    # (3b) wrong shape: the right config, weights of another size
+    resized = copy_ckpt(expert_ckpt, tmp_path / "resized")
+    weights = load_file(str(resized / "model.safetensors"))
+    name = max(weights, key=lambda k: weights[k].numel())
+    weights[name] = torch.zeros(weights[name].shape[0] + 1, *weights[name].shape[1:])
+    save_file(weights, str(resized / "model.safetensors"))
+    cands["other size"] = publish(run, MALLORY, job, resized, step=106).candidate
+    # (3c) not safetensors at all: a pickle that would leave a mark if anything unpickled it
+    marker = tmp_path / "UNPICKLED"
+    pickled = copy_ckpt(expert_ckpt, tmp_path / "pickled")
+    (pickled / "model.safetensors").write_bytes(pickle.dumps(_Mark(str(marker))))
+    cands["pickle"] = publish(run, MALLORY, job, pickled, step=107).candidate
+    # (4) open run: random weights, right shapes, a high step
+    garbage = randomize_weights(copy_ckpt(expert_ckpt, tmp_path / "random"))
+    cands["random weights"] = publish(run, MALLORY, job, set_step(garbage, 10_000), step=10_000).candidate
+
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(job, [honest.candidate, *cands.values()])
+
+    # every malicious one was tried first (higher step) and rejected, for its own reason
+    by_cid = {v.manifest_cid: v for v in verdicts}
+    assert len(verdicts) == len(cands) + 1 and verdicts[-1] is accepted
+    reasons = {what: by_cid[c.body.manifest_cid].reason for what, c in cands.items()}
+    assert not any(by_cid[c.body.manifest_cid].ok for c in cands.values())
+    assert "signer differs" in reasons["other signer"]
+    assert "manifest:" in reasons["bad signature"] and "signature" in reasons["bad signature"].lower()
+    assert (
+        "could not be fetched and verified" in reasons["wrong bytes"] and "model.safetensors" in reasons["wrong bytes"]
+    )
+    assert "sha256 differs" in reasons["sha256"]
+    assert "config model" in reasons["other preset"]
+    assert "does not match its config" in reasons["other size"]
+    assert reasons["pickle"] and not marker.exists()
+    assert "worse than the run's threshold" in reasons["random weights"]
+    assert by_cid[cands["random weights"].body.manifest_cid].extra["ratio"] > 1.0
+
+    # the honest one is installed whole
+    assert accepted is not None and accepted.ok and accepted.manifest_cid == honest.manifest_cid
+    assert accepted.signer == HONEST.node_id and accepted.step == 10 and accepted.extra["ratio"] < 1.0
+    folder = cache.job_dir(fh.home, run.run_id, job)
+    assert {"config.json", "model.safetensors", "fetched.json"} <= {p.name for p in folder.iterdir()}
+    for name, meta in honest.record.body.files.items():
+        assert (folder / name).read_bytes() == (expert_ckpt / name).read_bytes()
+        assert (folder / name).stat().st_size == meta["size"]
+    info = json.loads((folder / "fetched.json").read_text())
+    assert info["manifest_cid"] == honest.manifest_cid and info["step"] == 10 and info["signer"] == HONEST.node_id
+    assert info["val_loss"] == pytest.approx(accepted.val_loss)
+    assert info["record"].encode() == honest.record.to_bytes()
+    load_model(folder)  # what sample will do: loads strictly
+
+    # nothing partial left behind: no staging folders, nothing else in the run cache
+    assert hidden_entries(fh, run) == []
+    assert [p.name for p in cache.run_cache(fh.home, run.run_id).iterdir()] == [folder.name]
+
+
+class _Mark:
+    """Unpickling this creates a folder: proof that something unpickled peer bytes."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_the_signer_is_asked_first_and_blocks_are_checked_as_they_arrive(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    honest = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    accepted, _ = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [honest.candidate])
+    assert accepted is not None and accepted.ok
+    manifest_call = next(p for c, p in fh.fetch.calls if c == honest.manifest_cid)
+    assert manifest_call[0] == signer_peer(HONEST.node_id)
+    # the validation shard came through the same fetch function, and every block of the checkpoint is local
+    assert run.manifest.shards[1].val.cid in fh.fetch.fetched()
+    for meta in honest.record.body.files.values():
+        assert all(fh.store.has(c) for c in walk_dag(fh.store, meta["cid"]))
+
+
+def test_an_unreachable_checkpoint_is_rejected_not_raised(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    pub = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    fetcher = fetcher_for(run, fh)
+    for error in (TimeoutError("slow"), FetchError("no provider has it")):
+
+        def failing(cid, providers, error=error):
+            if cid == pub.manifest_cid:
+                raise error
+            fh.fetch(cid, providers)
+
+        fetcher._fetch = failing
+        accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [pub.candidate])
+        assert accepted is None and not verdicts[0].ok and "manifest" in verdicts[0].reason
+    assert cache.read_info(fh.home, run.run_id, EXPERT_JOB) is None and hidden_entries(fh, run) == []
+
+
+def test_a_manifest_that_is_not_a_record_is_rejected(tiny_run, fetcher_home):
+    run, fh = tiny_run, fetcher_home
+    cid = add_bytes(run.store, b'{"hello": "world"}', run.manifest.cid_profile)
+    cand = Candidate(sign_pointer(MALLORY, run.run_id, EXPERT_JOB, cid, 5))
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [cand])
+    assert accepted is None and verdicts[0].reason.startswith("manifest:")
+
+
+def test_a_manifest_for_another_job_is_rejected(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    other = publish(run, MALLORY, "expert/0", expert_ckpt, step=10)  # a real checkpoint, replayed for expert/1
+    cand = Candidate(sign_pointer(MALLORY, run.run_id, EXPERT_JOB, other.manifest_cid, 10))
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [cand])
+    assert accepted is None and "expected 'expert/1'" in verdicts[0].reason
+
+
+# ---------------------------------------------------------------------------------------------- anti-rollback
+
+
+def test_anti_rollback_and_already_held(tiny_run, fetcher_home, expert_ckpt, tmp_path):
+    run, fh = tiny_run, fetcher_home
+    fetcher = fetcher_for(run, fh)
+    step20 = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=20)
+    accepted, _ = fetcher.fetch_job(EXPERT_JOB, [step20.candidate])
+    assert accepted is not None and accepted.ok and cache.held_step(fh.home, run.run_id, EXPERT_JOB) == 20
+
+    step10 = publish(run, HONEST, EXPERT_JOB, set_step(copy_ckpt(expert_ckpt, tmp_path / "s10"), 10), step=10)
+    before = len(fh.fetch.calls)
+    accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [step10.candidate])
+    assert accepted is None and "rollback" in verdicts[0].reason
+    assert len(fh.fetch.calls) == before  # rejected before downloading anything
+    assert cache.read_info(fh.home, run.run_id, EXPERT_JOB)["manifest_cid"] == step20.manifest_cid
+
+    accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [step10.candidate, step20.candidate])
+    assert accepted is not None and accepted.ok and accepted.reason == "already held"
+    assert accepted.manifest_cid == step20.manifest_cid and len(verdicts) == 1  # step 20 first: no rollback try
+    assert len(fh.fetch.calls) == before
+
+    step30 = publish(run, HONEST, EXPERT_JOB, set_step(copy_ckpt(expert_ckpt, tmp_path / "s30"), 30), step=30)
+    accepted, _ = fetcher.fetch_job(EXPERT_JOB, [step20.candidate, step30.candidate])
+    assert accepted is not None and accepted.step == 30 and accepted.reason == ""
+    assert cache.held_step(fh.home, run.run_id, EXPERT_JOB) == 30
+    assert hidden_entries(fh, run) == []  # the replaced folder is gone, not left as .old
+
+
+# ---------------------------------------------------------------------------------------------- policy
+
+
+def test_a_listed_run_admits_only_its_publishers(make_tiny_run, expert_ckpt, tmp_path):
+    run = make_tiny_run(publishers=(HONEST.node_id,))
+    fh = fetcher_home_for(run, tmp_path / "fetcher")
+    outsider = publish(run, MALLORY, EXPERT_JOB, expert_ckpt, step=50)
+    listed = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [listed.candidate, outsider.candidate])
+    assert "not an allowed publisher" in verdicts[0].reason
+    assert outsider.manifest_cid not in fh.fetch.fetched()  # not even downloaded
+    assert accepted is not None and accepted.signer == HONEST.node_id, verdicts
+
+
+# ---------------------------------------------------------------------------------------------- router
+
+
+def test_a_router_checkpoint_verifies_against_router_score(tiny_run, fetcher_home, router_ckpt):
+    run, fh = tiny_run, fetcher_home
+    pub = publish(run, HONEST, ROUTER_JOB, router_ckpt, step=10)
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(ROUTER_JOB, [pub.candidate])
+    assert accepted is not None and accepted.ok, verdicts[0].reason
+    model, _ = load_model(router_ckpt)
+    vals = [shard(run, k, "val") for k in range(run.manifest.experts)]
+    want = router_score(model, vals, LatentCodec(codec_spec(run.manifest.latent_space)))
+    assert accepted.val_loss == pytest.approx(want.loss) and accepted.extra["ratio"] == pytest.approx(want.ratio)
+    assert (cache.job_dir(fh.home, run.run_id, ROUTER_JOB) / "model.safetensors").is_file()
+
+
+def test_an_expert_checkpoint_is_not_a_router(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    pub = publish(run, MALLORY, ROUTER_JOB, expert_ckpt, step=10)
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(ROUTER_JOB, [pub.candidate])
+    assert accepted is None and "config kind is 'expert'" in verdicts[0].reason

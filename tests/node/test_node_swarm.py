@@ -1,0 +1,216 @@
+"""The product end to end with real processes on 127.0.0.1 (real p2pd, DHT, block exchange, training).
+
+One swarm serves every test in this module (in file order): 3 owners (2 experts + router) and a standby, on a
+tiny run. Every process runs in its own process group and is killed at the end whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from paris_node.data.manifest import RunSpec, build_run
+from paris_node.home import Home
+from paris_node.identity import load_or_create
+
+pytestmark = [pytest.mark.swarm, pytest.mark.timeout(400)]
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+TTL = 20
+COMMON = [
+    "--lease-ttl",
+    str(TTL),
+    "--settle",
+    "1.5",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--publish-every",
+    "20",
+    "--mirror-every",
+    "3",
+]
+PUBLISHED = re.compile(r"published (\S+) step (\d+): (\S+)")
+
+
+class Node:
+    """A `paris-node start` process whose merged output is read line by line (logs go to stderr)."""
+
+    def __init__(self, name: str, home: Path, *args: str):
+        self.name, self.log = name, home.parent / f"{name}.log"
+        self.proc = subprocess.Popen(
+            [*CLI, "--home", str(home), "start", *args],
+            cwd=REPO,
+            env=ENV,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        with open(self.log, "w") as f:
+            for line in self.proc.stdout:
+                f.write(line)
+                f.flush()
+                self.lines.put(line)
+
+    def wait_line(self, pattern: str, timeout: float) -> re.Match:
+        end = time.monotonic() + timeout
+        for line in self.seen:  # already read
+            if m := re.search(pattern, line):
+                return m
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.seen.append(line)
+            if m := re.search(pattern, line):
+                return m
+        raise AssertionError(f"{self.name}: no line matching {pattern!r} in {timeout}s; tail: {self.seen[-15:]}")
+
+    def published(self) -> list[tuple[str, int, str]]:
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return [(m[1], int(m[2]), m[3]) for line in self.seen if (m := PUBLISHED.search(line))]
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+
+def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, "--home", str(home), *args], cwd=REPO, env=ENV, text=True, capture_output=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory):
+    root = tmp_path_factory.mktemp("swarm")
+    spec = RunSpec(
+        name="e2e",
+        dataset="shapes:192",
+        samples=192,
+        experts=2,
+        expert_preset="tiny",
+        router_preset="tiny",
+        batch=8,
+        lr=1e-3,
+        ema=0.9,
+        steps=100_000,
+        publish_every_steps=10,
+        fine_clusters=16,
+    )
+    home = Home(root / "a").ensure()
+    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    nodes: dict[str, Node] = {}
+    try:
+        nodes["a"] = Node("a", root / "a", "--run", run, *COMMON)
+        maddr = nodes["a"].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
+        nodes["a"].maddr = maddr
+        for name in ("b", "c"):
+            nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
+        owners = {}
+        for name in ("a", "b", "c"):
+            owners[nodes[name].wait_line(r"owner of (\S+)", 120)[1]] = name
+        assert sorted(owners) == ["expert/0", "expert/1", "router"]
+        nodes["d"] = Node("d", root / "d", "--run", run, "--join", maddr, *COMMON)
+        nodes["d"].wait_line(r"standby", 90)
+        for node in nodes.values():
+            node.maddr = node.wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 30)[1]
+        yield {"root": root, "run": run, "maddr": maddr, "nodes": nodes, "owners": owners}
+    finally:
+        for node in nodes.values():
+            node.kill()
+
+
+def test_owners_publish_and_a_fresh_node_fetches_all_and_samples(swarm):
+    nodes, owners = swarm["nodes"], swarm["owners"]
+    for job, name in owners.items():
+        nodes[name].wait_line(rf"published {job} step ([4-9]\d|\d{{3,}}):", 150)
+    home = swarm["root"] / "reader"
+    got = cli(home, "fetch", "--all", "--run", swarm["run"], "--join", swarm["maddr"], "--json", "--timeout", "30")
+    assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-3000:]
+    verdicts = json.loads(got.stdout)["checkpoints"]
+    ok = {v["job"]: v for v in verdicts if v["verdict"] == "ok"}
+    assert sorted(ok) == ["expert/0", "expert/1", "router"]
+    assert all(v["step"] >= 40 and v["val_loss"] is not None for v in ok.values())
+
+    out = swarm["root"] / "apple.png"
+    made = cli(
+        home, "sample", "a red circle on a blue background", "--steps", "6", "-n", "2", "--out", str(out), "--explain"
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    explain = json.loads(Path(str(out) + ".explain.json").read_text())
+    rows = [s for step in explain["steps"] for s in step["samples"]]
+    assert len(rows) == 6 * 2
+    for row in rows:
+        assert all(w >= 0 for w in row["weights"]) and abs(sum(row["weights"]) - 1) < 1e-5
+        assert 1 <= len(row["experts"]) <= 2 and abs(sum(row["probs"]) - 1) < 1e-4  # top-2 of K=2
+
+
+def test_kill_9_owner_another_node_resumes_from_last_checkpoint(swarm):
+    nodes, owners = swarm["nodes"], swarm["owners"]
+    victim = nodes[owners["expert/1"]]
+    mirrored = int(nodes["d"].wait_line(r"mirrored expert/1 step (\d+)", 90)[1])  # the standby holds a copy
+    survivors = [n for n in nodes.values() if n is not victim]
+    for n in survivors:
+        n.published()  # drain what they printed so far
+    marks = {n.name: len(n.seen) for n in survivors}
+    victim.kill()  # SIGKILL: no release; the lease must expire
+    end = time.monotonic() + TTL + 1.5 + 90
+    successor = resumed = None
+    while successor is None and time.monotonic() < end:  # the standby, or an owner that lost its own job meanwhile
+        for n in survivors:
+            n.published()  # drains its output into n.seen
+            for line in n.seen[marks[n.name] :]:
+                if m := re.search(r"expert/1: taking over from step (\d+)", line):
+                    successor, resumed = n, int(m[1])
+        time.sleep(0.2)
+    assert successor is not None, "nobody took over expert/1"
+    assert resumed >= mirrored  # not older than the copy the standby held before the crash
+    first = int(successor.wait_line(r"published expert/1 step (\d+):", 90)[1])
+    assert first > resumed  # training continued from the checkpoint, not from step 0
+
+
+def test_graceful_stop_publishes_final_checkpoint_and_frees_the_lease(swarm):
+    nodes, owners = swarm["nodes"], swarm["owners"]
+    node = nodes[owners["router"]]
+    if node.proc.poll() is not None:
+        pytest.skip("the router owner is gone (killed by the previous test)")
+    me = node.wait_line(r"^node (z6Mk\w+)", 5)[1]
+    node.wait_line(r"published router step \d+:", 60)
+    before = len(node.published())
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.proc.wait(90) == 0
+    node.wait_line(r"released and stopped", 10)
+    after = node.published()
+    assert len(after) > before and after[-1][0] == "router"  # the final checkpoint went out on the way down
+    live = [arg for n in nodes.values() if n.proc.poll() is None for arg in ("--join", n.maddr)]
+    report = cli(swarm["root"] / "reader", "status", "--run", swarm["run"], "--experts", "2", *live, "--json")
+    assert report.returncode == 0, report.stderr[-2000:]
+    row = {r["job"]: r for r in json.loads(report.stdout)["jobs"]}["router"]
+    assert row["owner"] != me or row["state"] == "released"  # freed at once, not left to expire
+    assert row["checkpoint_step"] >= after[-1][1]
