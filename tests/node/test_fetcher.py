@@ -163,10 +163,17 @@ class _Mark:
 def test_the_signer_is_asked_first_and_blocks_are_checked_as_they_arrive(tiny_run, fetcher_home, expert_ckpt):
     run, fh = tiny_run, fetcher_home
     honest = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
-    accepted, _ = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [honest.candidate])
+    mirror = "12D3KooWmirrorofthemanifest"  # a peer announcing the manifest: asked for its files too
+
+    def providers(cid: str) -> list[str]:
+        return [mirror] if cid == honest.manifest_cid else []
+
+    fetcher = CheckpointFetcher(fh.home, fh.store, run.manifest, fetch=fh.fetch, providers=providers)
+    accepted, _ = fetcher.fetch_job(EXPERT_JOB, [honest.candidate])
     assert accepted is not None and accepted.ok
-    manifest_call = next(p for c, p in fh.fetch.calls if c == honest.manifest_cid)
-    assert manifest_call[0] == signer_peer(HONEST.node_id)
+    assert dict(fh.fetch.calls)[honest.manifest_cid] == [signer_peer(HONEST.node_id), mirror]
+    for meta in honest.record.body.files.values():
+        assert dict(fh.fetch.calls)[meta["cid"]] == [signer_peer(HONEST.node_id), mirror]
     # the validation shard came through the same fetch function, and every block of the checkpoint is local
     assert run.manifest.shards[1].val.cid in fh.fetch.fetched()
     for meta in honest.record.body.files.values():

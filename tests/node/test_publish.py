@@ -40,6 +40,9 @@ class RecordingAnnouncer:
             raise ConnectionError("DHT unreachable")
         self.calls.append(("provide", list(cids)))
 
+    def unprovide(self, cids: list[str]) -> None:
+        self.calls.append(("unprovide", list(cids)))
+
     def set_pointer(self, job: str, manifest_cid: str, step: int) -> None:
         self.calls.append(("set_pointer", (job, manifest_cid, step)))
 
@@ -99,7 +102,7 @@ def test_publish_stores_and_announces_with_the_right_values(store, tmp_path):
         "val_ratio": real(0.5),
     }
     assert ann.calls == [
-        ("provide", [manifest_cid, *file_cids]),
+        ("provide", [manifest_cid]),  # one provider record per checkpoint: its files are asked of the same peers
         ("set_pointer", (JOB, manifest_cid, 10)),
         ("set_status", {"step": 10, "checkpoint": manifest_cid, "loss": real(0.75), "samples_per_s": real(123.4)}),
     ]
@@ -129,6 +132,9 @@ def test_parents_chain_and_old_checkpoints_are_unpinned_beyond_keep(store, tmp_p
     for manifest_cid, file_cids, _ in published[1:]:
         assert {manifest_cid, *file_cids} <= pins
     assert [s for _, _, s in pub.history] == [20, 30]
+    provided = [c[1][0] for c in ann.calls if c[0] == "provide"]
+    assert provided == [m for m, _, _ in published]
+    assert [c[1] for c in ann.calls if c[0] == "unprovide"] == [[published[0][0]]]  # only the dropped one
 
     store.gc()  # what is kept can still be served whole
     for r in records[1:]:
