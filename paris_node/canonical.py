@@ -71,7 +71,13 @@ def parse_canonical(data: bytes) -> Any:
         raise MalformedRecord(f"not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise MalformedRecord(f"not JSON: {e}") from None
-    if canonical_json(obj) != data:
+    except RecursionError:
+        raise MalformedRecord("JSON nested too deeply") from None
+    try:
+        again = canonical_json(obj)
+    except RecursionError:
+        raise MalformedRecord("JSON nested too deeply") from None
+    if again != data:
         raise MalformedRecord("JSON is not in canonical form (sorted keys, no whitespace)")
     return obj
 

@@ -108,9 +108,11 @@ class Swarm:
                 raise RuntimeError(f"{p.name} exited with code {p.popen.returncode}; end of {p.log}:\n{tail}")
 
     def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM each node (not its group: the node stops its own DHT and p2pd after a last publish), wait, then
+        SIGKILL every group, which also ends children a killed node leaves behind."""
         alive = [p for p in self.procs if p.popen.poll() is None]
         for p in alive:
-            _signal_group(p.popen, signal.SIGTERM)
+            p.popen.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for p in alive:
             try:

@@ -71,6 +71,8 @@ def test_canonical_rules():
         parse_canonical(b'{"a":NaN}')
     with pytest.raises(MalformedRecord):
         parse_canonical(b"\xff")
+    with pytest.raises(MalformedRecord, match="nested"):
+        parse_canonical(b"[" * 5000 + b"]" * 5000)
     assert parse_real(real(0.1234567891)) == pytest.approx(0.1234568)
     with pytest.raises(MalformedRecord):
         real(float("inf"))

@@ -23,8 +23,13 @@ def home_option(f):
         return value
 
     return click.option(
-        "--home", type=click.Path(file_okay=False), default=None, expose_value=False, callback=set_home,
-        is_eager=True, help="Node home (overrides the global --home).",
+        "--home",
+        type=click.Path(file_okay=False),
+        default=None,
+        expose_value=False,
+        callback=set_home,
+        is_eager=True,
+        help="Node home (overrides the global --home).",
     )(f)
 
 

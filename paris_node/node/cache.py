@@ -53,7 +53,10 @@ class Staging:
 
     def commit(self, info: dict) -> Path:
         tmp = self.path / (INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+        with open(tmp, "w") as f:
+            f.write(json.dumps(info, indent=2, sort_keys=True))
+            f.flush()
+            os.fsync(f.fileno())  # durable before the rename makes the folder look complete
         os.replace(tmp, self.path / INFO_FILE)
         old = None
         if self.final.exists():

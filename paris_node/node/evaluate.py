@@ -59,7 +59,7 @@ def expert_score(
     total = base = 0.0
     for s in range(0, len(items), batch):
         chunk = items[s : s + batch]
-        x0 = codec.encode(torch.stack([c[0] for c in chunk]))
+        x0 = codec.encode(torch.stack([c[0] for c in chunk]), generator=g)  # a VAE posterior sample: seeded too
         text, mask = text_encoder.encode([c[1] for c in chunk])
         t = torch.rand(len(chunk), generator=g)
         noise = torch.randn(x0.shape, generator=g)
@@ -78,7 +78,7 @@ def router_score(router: nn.Module, datasets: list[Any], codec: LatentCodec, *, 
         items = _take(ds, limit)
         if not items:
             continue
-        x0 = codec.encode(torch.stack([c[0] for c in items]))
+        x0 = codec.encode(torch.stack([c[0] for c in items]), generator=g)
         t = torch.rand(len(items), generator=g)
         x_t = interpolate(x0, torch.randn(x0.shape, generator=g), t)
         logits = router(x_t, t * T_SCALE).float()

@@ -119,6 +119,8 @@ class CheckpointFetcher:
                 record = decode_record(data, kind="checkpoint", run=self.manifest.run_id)
             except RecordError as e:
                 raise Rejected(f"manifest: {e}") from None
+            except RecursionError:  # json nests by recursion: a peer's "[[[[..." must be a verdict, not a crash
+                raise Rejected("manifest: JSON nested too deeply") from None
             body = check_manifest(cand.pointer, record, self.manifest.run_id, job)
             for name, meta in sorted(body.files.items()):
                 self._get(meta["cid"], cand.signer, name, providers_of=ptr.manifest_cid)
@@ -127,7 +129,7 @@ class CheckpointFetcher:
                 check_file(name, _sha256(out), out.stat().st_size, meta)
             try:
                 config = json.loads((staging / "config.json").read_text())
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:
                 raise Rejected(f"config.json is not JSON: {e}") from None
             check_config(config, expected_config(self.manifest, job))
             try:

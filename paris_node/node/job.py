@@ -25,7 +25,7 @@ from paris_node.node import cache
 from paris_node.node.evaluate import expert_score, router_score
 from paris_node.node.fetcher import CheckpointFetcher, copy_checkpoint, expert_index
 from paris_node.node.publish import CheckpointPublisher
-from paris_node.node.verify import Candidate
+from paris_node.node.verify import Candidate, Verdict
 from paris_node.records import ROUTER_JOB
 from paris_node.training.checkpoint import load_model
 from paris_node.training.router_trainer import LabelledClusters, train_router
@@ -109,8 +109,11 @@ class JobRunner:
         for v in verdicts:
             if not v.ok:
                 log.info("%s: not resuming from step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
-        if accepted is None:
-            return None
+        if accepted is None:  # the newest is gone with its owner: the copy this node mirrored, if any
+            info = cache.read_info(self.home, self.manifest.run_id, job)
+            if info is None:
+                return None
+            accepted = Verdict(job, info["signer"], int(info["step"]), info["manifest_cid"], ok=True)
         cached = cache.job_dir(self.home, self.manifest.run_id, job)
         if not (cached / "training_state.json").exists():
             log.warning("%s: the latest checkpoint has no training state; starting from scratch", job)

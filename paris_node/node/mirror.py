@@ -62,7 +62,9 @@ class Mirror:
         if not pointers:
             return
         fetcher = CheckpointFetcher(
-            self.node.home, store, m,
+            self.node.home,
+            store,
+            m,
             fetch=lambda cid, peers: self.node.exchange.fetch(cid, list(peers), deadline_s=300),
             providers=lambda cid: [r.body.peer for r in read_providers(session.dht, m.run_id, cid)],
         )
@@ -83,4 +85,3 @@ class Mirror:
         session.announcer.provide([cids[0]])
         self.held[job] = cids
         log.info("mirrored %s step %d (%s)", job, accepted.step, cids[0])
-

@@ -14,6 +14,8 @@ from typing import Any
 from paris_node.records import CheckpointPayload, PointerPayload, SignedRecord
 
 REQUIRED_FILES = ("config.json", "model.safetensors")
+MAX_FILES = 16  # a checkpoint is weights, config and training state; more is a peer wasting our downloads
+MAX_NAME = 128  # well under every file system's name limit (a longer one would fail the write, not the check)
 
 
 class Rejected(Exception):
@@ -82,8 +84,10 @@ def check_manifest(pointer: SignedRecord, manifest: SignedRecord, run_id: str, j
     missing = [f for f in REQUIRED_FILES if f not in body.files]
     if missing:
         raise Rejected(f"manifest lacks {', '.join(missing)}")
+    if len(body.files) > MAX_FILES:
+        raise Rejected(f"manifest lists {len(body.files)} files, more than the {MAX_FILES} a checkpoint has")
     for name in body.files:
-        if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+        if not name or len(name) > MAX_NAME or name.startswith(".") or any(c in name for c in "/\\\0"):
             raise Rejected(f"manifest names an unsafe file {name!r}")
     return body
 

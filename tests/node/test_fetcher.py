@@ -32,7 +32,7 @@ from paris_node.identity import Identity
 from paris_node.models.presets import expert_preset
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node import cache
-from paris_node.node.evaluate import router_score
+from paris_node.node.evaluate import expert_score, router_score
 from paris_node.node.fetcher import CheckpointFetcher, signer_peer
 from paris_node.node.verify import Candidate
 from paris_node.records import ROUTER_JOB, CheckpointPayload, SignedRecord, sign_record
@@ -205,6 +205,28 @@ def test_a_manifest_that_is_not_a_record_is_rejected(tiny_run, fetcher_home):
     assert accepted is None and verdicts[0].reason.startswith("manifest:")
 
 
+def test_deeply_nested_json_is_a_verdict_not_a_crash(tiny_run, fetcher_home, expert_ckpt, tmp_path):
+    run, fh = tiny_run, fetcher_home
+    nested = b"[" * 5000 + b"]" * 5000  # json decodes by recursion: RecursionError, not ValueError
+    manifest_cid = add_bytes(run.store, nested, run.manifest.cid_profile)
+    bad_manifest = Candidate(sign_pointer(MALLORY, run.run_id, EXPERT_JOB, manifest_cid, 6))
+    ckpt = copy_ckpt(expert_ckpt, tmp_path / "nested")
+    (ckpt / "config.json").write_bytes(nested)
+    bad_config = publish(run, MALLORY, EXPERT_JOB, ckpt, step=7).candidate
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [bad_manifest, bad_config])
+    assert accepted is None
+    assert "config.json is not JSON" in verdicts[0].reason and "nested too deeply" in verdicts[1].reason
+
+
+def test_wrong_bytes_for_the_manifest_are_rejected(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    pub = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    fh.fetch.tamper[pub.manifest_cid] = pub.record.to_bytes() + b" "
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [pub.candidate])
+    assert accepted is None and "manifest" in verdicts[0].reason and "do not hash" in verdicts[0].reason
+    assert not fh.store.has(pub.manifest_cid)  # the lying bytes were never stored
+
+
 def test_a_manifest_for_another_job_is_rejected(tiny_run, fetcher_home, expert_ckpt):
     run, fh = tiny_run, fetcher_home
     other = publish(run, MALLORY, "expert/0", expert_ckpt, step=10)  # a real checkpoint, replayed for expert/1
@@ -276,3 +298,48 @@ def test_an_expert_checkpoint_is_not_a_router(tiny_run, fetcher_home, expert_ckp
     pub = publish(run, MALLORY, ROUTER_JOB, expert_ckpt, step=10)
     accepted, verdicts = fetcher_for(run, fh).fetch_job(ROUTER_JOB, [pub.candidate])
     assert accepted is None and "config kind is 'expert'" in verdicts[0].reason
+
+
+# ---------------------------------------------------------------------------------------------- held-out scores
+
+
+class _NoisyCodec:
+    """Stands in for the SD-VAE codec, whose encode draws a posterior sample from the generator it is given."""
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return images + torch.randn(images.shape, generator=generator)
+
+
+class _Text:
+    def encode(self, captions: list[str]):
+        return torch.zeros(len(captions), 2, 4), torch.ones(len(captions), 2, dtype=torch.bool)
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, t, *cond):
+        return self.w * x
+
+
+class _Router(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+
+    def forward(self, x, t):
+        return x.mean(dim=(1, 2, 3))[:, None] * self.w
+
+
+def test_held_out_scores_do_not_depend_on_the_global_rng():
+    """Publisher and every fetcher must compute the same number, whatever else has drawn random numbers."""
+    data = [(torch.full((3, 4, 4), i / 10), "a caption") for i in range(6)]
+    scores = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        expert = expert_score(_Scale(), "rectified_flow", data, _Text(), _NoisyCodec())
+        router = router_score(_Router(), [data[:3], data[3:]], _NoisyCodec())
+        scores.append((expert, router))
+    assert scores[0] == scores[1]

@@ -8,6 +8,7 @@ import pytest
 
 from paris_node.identity import Identity
 from paris_node.node.verify import (
+    MAX_FILES,
     Candidate,
     Rejected,
     check_config,
@@ -114,11 +115,18 @@ def test_a_record_of_another_kind_is_not_a_manifest():
         check_manifest(pointer(), lease, RUN, JOB)
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "/etc/passwd", ".hidden", "..", "", "a\\b", "nul\x00byte"])
+@pytest.mark.parametrize("name", ["../x", "a/b", "/etc/passwd", ".hidden", "..", "", "a\\b", "nul\x00byte", "n" * 300])
 def test_unsafe_file_names_are_rejected(name):
     meta = {"cid": "bafkreix", "size": 1, "sha256": "2" * 64}
     with pytest.raises(Rejected, match="unsafe file"):
         check_manifest(pointer(), manifest(file_map=files(**{name: meta})), RUN, JOB)
+
+
+def test_a_manifest_listing_too_many_files_is_rejected():
+    meta = {"cid": "bafkreix", "size": 1, "sha256": "2" * 64}
+    many = files(**{f"f{i}.bin": meta for i in range(MAX_FILES)})
+    with pytest.raises(Rejected, match="more than"):
+        check_manifest(pointer(), manifest(file_map=many), RUN, JOB)
 
 
 def test_extra_plain_file_names_are_fine():
