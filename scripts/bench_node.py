@@ -145,15 +145,17 @@ def main() -> None:
             return samples_per_s(r, cfg.batch, args.warmup)
 
         bare1 = bare(1)
+        print(f"bare trainer, first run: {bare1:.2f} samples/s", flush=True)
         node_result, node_inputs = run_node_phase(home.root, args)
         if node_inputs[0].to_dict() != cfg.to_dict() or node_inputs[1] != ecfg:
             raise SystemExit(f"the node trained with other settings: {node_inputs[0]} / {node_inputs[1]}")
         node = samples_per_s(node_result, cfg.batch, args.warmup)
+        print(f"node in a live swarm: {node:.2f} samples/s", flush=True)
         bare2 = bare(2)
     load_after = os.getloadavg()
     base = statistics.mean([bare1, bare2])
     print(
-        f"preset {ecfg.name}, batch {cfg.batch}, {args.threads} torch thread(s), steps {args.steps} "
+        f"preset {ecfg.preset}, batch {cfg.batch}, {args.threads} torch thread(s), steps {args.steps} "
         f"(measured after step {args.warmup}), publish every {cfg.checkpoint_every} steps"
     )
     print(f"bare trainer (no swarm):   {bare1:7.2f} / {bare2:7.2f} samples/s (mean {base:.2f})")
