@@ -9,8 +9,10 @@ expert config, dataset, text encoder and codec, and publish=None (checkpoints ar
 
 Throughput is measured from the trainer's own windows (samples / wall time between log points, so the cost of
 writing checkpoints and of the background publishing lands in the windows after them), over the steps after
-`--warmup`, identically on both sides. Phases run bare, node, bare (load from other processes on a shared machine
-hits both alike); the ratio is node / mean(bare). Same torch thread count on both sides.
+`--warmup`, identically on both sides. Phases alternate bare, node, bare, node, bare (load from other processes on
+a shared machine hits both alike); the ratio is median(node) / median(bare). The training thread's CPU time for the
+whole `train` call is printed too (robust to other processes' load, blind to contention). Same torch thread count
+on both sides; every node phase uses a fresh home, so it never resumes.
 
     python scripts/bench_node.py                         # small preset (the demo run), 1 thread
     python scripts/bench_node.py --steps 200 --publish-every 20
@@ -52,7 +54,7 @@ def samples_per_s(result: TrainResult, batch: int, warmup: int) -> float:
     return samples / seconds
 
 
-def run_node_phase(home: Path, args: argparse.Namespace) -> tuple[TrainResult, tuple]:
+def run_node_phase(home: Path, args: argparse.Namespace) -> tuple[TrainResult, tuple, float]:
     """Expert 0 of the demo run in a live one-node swarm; returns its TrainResult and the trainer's inputs."""
     captured: dict = {}
     done = threading.Event()
@@ -61,7 +63,9 @@ def run_node_phase(home: Path, args: argparse.Namespace) -> tuple[TrainResult, t
         captured["inputs"] = (cfg, ecfg, dataset, text, codec)
         captured["publish"] = publish
         try:
+            t0 = time.thread_time()
             captured["result"] = train(cfg, ecfg, dataset, text, codec, out_dir, publish, resume, stop)
+            captured["cpu_s"] = time.thread_time() - t0
             return captured["result"]
         finally:
             done.set()
@@ -88,7 +92,7 @@ def run_node_phase(home: Path, args: argparse.Namespace) -> tuple[TrainResult, t
         raise errors[0]
     if "result" not in captured:
         raise SystemExit("the node did not finish training within 30 minutes")
-    return captured["result"], captured["inputs"]
+    return captured["result"], captured["inputs"], captured["cpu_s"]
 
 
 def trainer_inputs(home: Home, args: argparse.Namespace) -> tuple:
@@ -132,35 +136,49 @@ def main() -> None:
     p.add_argument("--publish-every", type=int, default=25)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2, help="node phases; phases alternate bare, node, bare, ...")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
-        home = Home.resolve(Path(tmp) / "node").ensure()
+        home = Home.resolve(Path(tmp) / "inputs").ensure()
         cfg, ecfg, dataset, text, codec = trainer_inputs(home, args)
 
-        def bare(i: int) -> float:
+        def bare(i: int) -> tuple[float, float]:
+            t0 = time.thread_time()
             r = train(cfg, ecfg, dataset, text, codec, Path(tmp) / f"bare{i}", None, None, None)
-            return samples_per_s(r, cfg.batch, args.warmup)
+            return samples_per_s(r, cfg.batch, args.warmup), time.thread_time() - t0
 
-        bare1 = bare(1)
-        print(f"bare trainer, first run: {bare1:.2f} samples/s", flush=True)
-        node_result, node_inputs = run_node_phase(home.root, args)
-        if node_inputs[0].to_dict() != cfg.to_dict() or node_inputs[1] != ecfg:
-            raise SystemExit(f"the node trained with other settings: {node_inputs[0]} / {node_inputs[1]}")
-        node = samples_per_s(node_result, cfg.batch, args.warmup)
-        print(f"node in a live swarm: {node:.2f} samples/s", flush=True)
-        bare2 = bare(2)
+        def node(i: int) -> tuple[float, float]:
+            result, inputs, cpu_s = run_node_phase(Path(tmp) / f"node{i}", args)  # a fresh home: nothing to resume
+            if inputs[0].to_dict() != cfg.to_dict() or inputs[1] != ecfg:
+                raise SystemExit(f"the node trained with other settings: {inputs[0]} / {inputs[1]}")
+            if not result.published:
+                raise SystemExit("the node published nothing")
+            return samples_per_s(result, cfg.batch, args.warmup), cpu_s
+
+        bares, nodes = [bare(0)], []
+        print(f"bare trainer: {bares[-1][0]:.2f} samples/s", flush=True)
+        for i in range(args.rounds):
+            nodes.append(node(i))
+            print(f"node in a live swarm: {nodes[-1][0]:.2f} samples/s", flush=True)
+            bares.append(bare(i + 1))
+            print(f"bare trainer: {bares[-1][0]:.2f} samples/s", flush=True)
     load_after = os.getloadavg()
-    base = statistics.mean([bare1, bare2])
+    bare_sps, node_sps = statistics.median(b[0] for b in bares), statistics.median(n[0] for n in nodes)
+    bare_cpu, node_cpu = statistics.median(b[1] for b in bares), statistics.median(n[1] for n in nodes)
     print(
         f"preset {ecfg.preset}, batch {cfg.batch}, {args.threads} torch thread(s), steps {args.steps} "
         f"(measured after step {args.warmup}), publish every {cfg.checkpoint_every} steps"
     )
-    print(f"bare trainer (no swarm):   {bare1:7.2f} / {bare2:7.2f} samples/s (mean {base:.2f})")
-    print(f"node in a live swarm:      {node:7.2f} samples/s, published steps {node_result.published}")
-    print(f"ratio node / bare:         {node / base:.3f}   (goal >= 0.97)")
+    print(f"bare trainer (no swarm):  samples/s {' / '.join(f'{b[0]:.2f}' for b in bares)} (median {bare_sps:.2f})")
+    print(f"node in a live swarm:     samples/s {' / '.join(f'{n[0]:.2f}' for n in nodes)} (median {node_sps:.2f})")
+    print(f"ratio node / bare (wall samples/s, medians): {node_sps / bare_sps:.3f}   (goal >= 0.97)")
+    print(
+        f"training thread CPU s for the whole train() call: bare {bare_cpu:.1f}, node {node_cpu:.1f} "
+        f"(ratio bare/node {bare_cpu / node_cpu:.3f})"
+    )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
 
 

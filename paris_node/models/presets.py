@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -21,13 +21,11 @@ LATENTS = ("pixels", "sd-vae")
 
 
 @dataclass(frozen=True)
-class ExpertConfig:
-    """A PixArt-alpha style text-conditioned DiT expert.
+class _ModelConfig:
+    """What every model config shares: a DiT trunk over [in_channels, sample_size, sample_size] inputs, JSON.
 
-    `sample_size` is the spatial size the model sees (pixels for "pixels", latent size for "sd-vae": 256 px -> 32).
-    `prediction` is what the network outputs: "velocity" (rectified flow, Paris) or "epsilon" (DDPM, HDDM experts
-    that join the ensemble through `epsilon_to_velocity`). `text_encoder` is the spec the experts were trained with;
-    its dim and length must equal `caption_channels` and `max_text_len`.
+    Subclasses append their own fields, so positional construction is preset, in_channels, sample_size, patch_size,
+    hidden, depth, heads, then the subclass's fields (the registries below rely on this order).
     """
 
     preset: str
@@ -37,6 +35,35 @@ class ExpertConfig:
     hidden: int
     depth: int
     heads: int
+
+    def _check_shape(self, kind: str) -> None:
+        if self.hidden % self.heads or self.sample_size % self.patch_size:
+            raise UsageError(f"{kind} config {self.preset!r}: hidden % heads and sample_size % patch_size must be 0")
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.sample_size, self.sample_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Unknown keys are ignored so a newer node's config still loads on an older one."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ExpertConfig(_ModelConfig):
+    """A PixArt-alpha style text-conditioned DiT expert.
+
+    `sample_size` is the spatial size the model sees (pixels for "pixels", latent size for "sd-vae": 256 px -> 32).
+    `prediction` is what the network outputs: "velocity" (rectified flow, Paris) or "epsilon" (DDPM, HDDM experts
+    that join the ensemble through `epsilon_to_velocity`). `text_encoder` is the spec the experts were trained with;
+    its dim and length must equal `caption_channels` and `max_text_len`.
+    """
+
     caption_channels: int
     max_text_len: int
     text_encoder: str
@@ -48,39 +75,18 @@ class ExpertConfig:
             raise UsageError(f"expert prediction {self.prediction!r} is not one of {PREDICTIONS}")
         if self.latent not in LATENTS:
             raise UsageError(f"expert latent {self.latent!r} is not one of {LATENTS}")
-        if self.hidden % self.heads or self.sample_size % self.patch_size:
-            raise UsageError(f"expert config {self.preset!r}: hidden % heads and sample_size % patch_size must be 0")
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        return (self.in_channels, self.sample_size, self.sample_size)
+        self._check_shape("expert")
 
     @property
     def image_size(self) -> int:
         """Pixel size of the images this expert is trained on (the SD VAE downsamples by 8)."""
         return self.sample_size * (8 if self.latent == "sd-vae" else 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ExpertConfig:
-        """Unknown keys are ignored so a newer node's config still loads on an older one."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
 
 @dataclass(frozen=True)
-class RouterConfig:
+class RouterConfig(_ModelConfig):
     """A DiT classifier over (x_t, t): AdaLN-Zero blocks, a learned CLS token, an MLP head to K logits."""
 
-    preset: str
-    in_channels: int
-    sample_size: int
-    patch_size: int
-    hidden: int
-    depth: int
-    heads: int
     num_experts: int = 8
     latent: str = "pixels"
 
@@ -89,20 +95,7 @@ class RouterConfig:
             raise UsageError(f"router needs at least 2 experts, got num_experts={self.num_experts}")
         if self.latent not in LATENTS:
             raise UsageError(f"router latent {self.latent!r} is not one of {LATENTS}")
-        if self.hidden % self.heads or self.sample_size % self.patch_size:
-            raise UsageError(f"router config {self.preset!r}: hidden % heads and sample_size % patch_size must be 0")
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        return (self.in_channels, self.sample_size, self.sample_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RouterConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        self._check_shape("router")
 
 
 CLIP_L14 = "clip:openai/clip-vit-large-patch14"

@@ -14,16 +14,18 @@ from pathlib import Path
 import torch
 
 from paris_node.content.blockstore import Blockstore
+from paris_node.content.dag import missing_blocks
 from paris_node.data.manifest import RunManifest
 from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
+from paris_node.errors import ParisError
 from paris_node.home import Home
 from paris_node.models.presets import expert_preset, router_preset
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node import cache
 from paris_node.node.evaluate import expert_score, router_score
-from paris_node.node.fetcher import CheckpointFetcher, copy_checkpoint, expert_index
+from paris_node.node.fetcher import CheckpointFetcher, copy_checkpoint, expert_index, signer_peer
 from paris_node.node.publish import CheckpointPublisher
 from paris_node.node.verify import Candidate, Verdict
 from paris_node.records import ROUTER_JOB
@@ -57,16 +59,32 @@ class JobRunner:
     def providers(self, session, cid: str) -> list[str]:
         from paris_node.swarm.membership import read_providers
 
+        # the run's creator held every shard when it signed the run: a fallback if the DHT read is partial
+        creator = [] if self.manifest.is_demo else [signer_peer(self.manifest.signer)]
         try:
-            return [r.body.peer for r in read_providers(session.dht, self.manifest.run_id, cid)]
-        except Exception as e:  # the DHT not answering is not fatal: the caller retries or fails per fetch
+            found = [r.body.peer for r in read_providers(session.dht, self.manifest.run_id, cid)]
+        except Exception as e:  # the DHT not answering is not fatal: the caller retries
             log.debug("provider lookup for %s failed: %s", cid, e)
-            return []
+            found = []
+        return list(dict.fromkeys([*found, *creator]))
 
-    def ensure(self, session, cid: str) -> Path:
-        """A verified local file for a run CID (shard): local store first, else fetched from providers."""
+    def ensure(self, session, cid: str, stop: threading.Event) -> Path | None:
+        """A verified local file for a run CID (shard): local store first, else fetched from its providers.
+
+        A swarm that cannot deliver yet (providers gone, stalled, lying) is retried with backoff while the job
+        is held; None only if the node is told to stop first. Once held, this node announces it provides it.
+        """
         self.store.pin(cid)  # pinned before fetching, so a gc cannot take blocks mid-fetch
-        self.exchange.fetch(cid, self.providers(session, cid), deadline_s=600)
+        backoff = 2.0
+        while missing_blocks(self.store, cid):
+            try:
+                self.exchange.fetch(cid, self.providers(session, cid), deadline_s=600)
+            except (ParisError, TimeoutError) as e:
+                log.warning("could not fetch %s yet (%s); retrying in %.0f s", cid, e, backoff)
+                if stop.wait(backoff):
+                    return None
+                backoff = min(backoff * 2, 60.0)
+        session.announcer.provide([cid])
         return shard_path(self.home, cid)
 
     def train_config(self, job: str) -> TrainConfig:
@@ -129,14 +147,16 @@ class JobRunner:
         m, announcer = self.manifest, session.announcer
         role = "router" if job == ROUTER_JOB else "expert"
         announcer.set_status(role=role, job=job, step=0)
-        announcer.provide([m.run_id, *m.cids()])  # we hold the run: help others get it
+        # announce only what this node holds whole (the run's creator holds every shard)
+        announcer.provide([cid for cid in (m.run_id, *m.cids()) if not missing_blocks(self.store, cid)])
 
         # ---- data: each expert reads only its own cluster; the router reads every cluster
         ks = range(m.experts) if job == ROUTER_JOB else [expert_index(job)]
-        train_sets = [ShardDataset(self.ensure(session, m.shards[k].train.cid)) for k in ks]
-        val_sets = [ShardDataset(self.ensure(session, m.shards[k].val.cid)) for k in ks]
-        if stop.is_set():
+        paths = [self.ensure(session, c, stop) for k in ks for c in (m.shards[k].train.cid, m.shards[k].val.cid)]
+        if stop.is_set() or None in paths:
             return
+        train_sets = [ShardDataset(p) for p in paths[0::2]]
+        val_sets = [ShardDataset(p) for p in paths[1::2]]
 
         # ---- resume
         out_dir = self.home.work_dir / m.run_id / cache.job_dirname(job)

@@ -7,23 +7,18 @@ reported overall and per t bucket: near 1 at small t, falling to chance (1/K) as
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from paris_node.models.presets import RouterConfig, build_router
 from paris_node.models.vae import LatentCodec
-from paris_node.training.checkpoint import WEIGHTS, load_training_state, save_checkpoint
 from paris_node.training.losses import T_SCALE, interpolate, sample_t
 from paris_node.training.runtime import (
     BackgroundPublisher,
@@ -31,18 +26,14 @@ from paris_node.training.runtime import (
     Publish,
     any_rank_stopping,
     batch_stream,
-    ema_decay,
-    ema_update,
-    optimizer_state_from,
-    prune_checkpoints,
-    resolve_resume,
+    optimizer_step,
+    progress_bar,
+    save_training_checkpoint,
     setup_device,
-    step_dir,
+    setup_training,
     step_generators,
-    unwrap,
-    write_latest,
 )
-from paris_node.training.trainer import TrainConfig, autocast_for
+from paris_node.training.trainer import TrainConfig, TrainResult, autocast_for
 
 log = logging.getLogger(__name__)
 T_BUCKETS = 5
@@ -70,12 +61,7 @@ class LabelledClusters(Dataset):
         return image, k
 
 
-@dataclass
-class RouterResult:
-    step: int
-    checkpoint: Path | None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    published: list[int] = field(default_factory=list)
+RouterResult = TrainResult  # the same record: last step, last checkpoint, logged metrics, published steps
 
 
 def _bucket_accuracy(correct: torch.Tensor, count: torch.Tensor) -> list[float | None]:
@@ -133,27 +119,12 @@ def train_router(
     d = setup_device(cfg.device)
     torch.manual_seed(cfg.seed)
 
-    # ---- model, EMA, optimizer
+    # ---- model, EMA, optimizer (or resume)
     model = build_router(router_cfg, device="cpu").to(d.device)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, samples_seen = 0, 0
-    if resume_from is not None:
-        ckpt = resolve_resume(resume_from)
-        state = load_training_state(ckpt)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(load_file(str(ckpt / WEIGHTS), device=str(d.device)))
-        opt.load_state_dict(optimizer_state_from(state["optimizer"]))
-        step, samples_seen = int(state["step"]), int(state["samples_seen"])
-        log.info("router resumed from %s at step %d", ckpt, step)
-    train_model = model
-    if d.world > 1:
-        ids = [d.device] if d.device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    model.train()
+    state = setup_training(model, d, cfg.lr, cfg.weight_decay, resume_from)
 
     # ---- data
-    batches = batch_stream(dataset, cfg.batch, cfg.seed, samples_seen, d, cfg.num_workers)
+    batches = batch_stream(dataset, cfg.batch, cfg.seed, state.samples_seen, d, cfg.num_workers)
     per_step = cfg.batch * cfg.grad_accum * d.world
 
     # ---- loop
@@ -161,33 +132,19 @@ def train_router(
     meter, history, last_ckpt = Meter(), [], None
     correct = torch.zeros(T_BUCKETS, device=d.device)
     count = torch.zeros(T_BUCKETS, device=d.device)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and d.main), unit="step", dynamic_ncols=True)
-
-    def checkpoint(metrics: dict[str, Any]) -> Path:
-        train_state = {
-            "step": step,
-            "samples_seen": samples_seen,
-            "model": unwrap(model).state_dict(),
-            "optimizer": opt.state_dict(),
-        }
-        config = {"kind": "router", "model": router_cfg.to_dict(), "train": cfg.to_dict(), "step": step}
-        path = save_checkpoint(step_dir(out_dir, step), ema, config, train_state)
-        write_latest(out_dir, path)
-        publisher.submit(path, step, dict(metrics, step=step))
-        prune_checkpoints(out_dir, cfg.keep_checkpoints, publisher.in_use())
-        return path
-
+    config = {"kind": "router", "model": router_cfg.to_dict(), "train": cfg.to_dict()}
+    bar = progress_bar(cfg.steps, state.step, cfg.progress and d.main)
     try:
-        while step < cfg.steps:
+        while state.step < cfg.steps:
             for micro in range(cfg.grad_accum):
                 images, labels = next(batches)
-                _, dev_gen = step_generators(cfg.seed, step, micro, d.rank, d.device)
+                _, dev_gen = step_generators(cfg.seed, state.step, micro, d.rank, d.device)
                 labels = labels.to(d.device, non_blocking=True)
                 x0 = codec.encode(images.to(d.device, non_blocking=True), generator=dev_gen)
                 t = sample_t(x0.shape[0], cfg.t_sampling, dev_gen, d.device)
                 x_t = interpolate(x0, torch.randn(x0.shape, generator=dev_gen, device=d.device), t)
                 with autocast_for(d.device, cfg.bf16):
-                    logits = train_model(x_t, t * T_SCALE)
+                    logits = state.train_model(x_t, t * T_SCALE)
                     loss = F.cross_entropy(logits.float(), labels)
                 (loss / cfg.grad_accum).backward()
                 meter.add(loss, x0.shape[0] * d.world)
@@ -195,31 +152,27 @@ def train_router(
                 hit = (logits.detach().argmax(-1) == labels).float()
                 correct.index_add_(0, bucket, hit)
                 count.index_add_(0, bucket, torch.ones_like(hit))
-            if cfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            ema_update(ema, model, ema_decay(cfg.ema, step))
-            step += 1
-            samples_seen += per_step
+            optimizer_step(state, cfg.clip, cfg.ema, per_step)
             bar.update(1)
 
             stopping = any_rank_stopping(stop, d)
-            if step % cfg.log_every == 0 or step == cfg.steps or stopping or step % cfg.checkpoint_every == 0:
+            if cfg.logs_at(state.step, stopping):
                 metrics: dict[str, Any] = dict(meter.read())
                 metrics["accuracy"] = float(correct.sum().item() / max(count.sum().item(), 1))
                 metrics["accuracy_by_t"] = _bucket_accuracy(correct, count)
                 meter.reset()
                 correct.zero_()
                 count.zero_()
-                history.append(dict(metrics, step=step))
+                history.append(dict(metrics, step=state.step))
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")
-            if d.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps or stopping):
-                last_ckpt = checkpoint(history[-1])
+            if d.main and cfg.checkpoints_at(state.step, stopping):
+                last_ckpt = save_training_checkpoint(
+                    state, out_dir, config, publisher, cfg.keep_checkpoints, history[-1]
+                )
             if stopping:
-                log.info("stop requested: router stopped after step %d", step)
+                log.info("stop requested: router stopped after step %d", state.step)
                 break
     finally:
         bar.close()
         publisher.close(cfg.publish_timeout)
-    return RouterResult(step, last_ckpt, history, list(publisher.published))
+    return RouterResult(state.step, last_ckpt, history, list(publisher.published))

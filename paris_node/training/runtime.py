@@ -8,6 +8,7 @@ state, and step N+1 sees exactly the data and randomness of an uninterrupted run
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -20,11 +21,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate
+from tqdm.auto import tqdm
 
 from paris_node.errors import UsageError
-from paris_node.training.checkpoint import STATE_JSON
+from paris_node.training.checkpoint import STATE_JSON, WEIGHTS, load_training_state, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +283,10 @@ class BackgroundPublisher:
             log.warning("publish still running after %.0f s; leaving it in the background", timeout)
 
 
+def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+
+
 class Meter:
     """Running loss and throughput between log points (one host sync per log point, not per step)."""
 
@@ -299,3 +306,81 @@ class Meter:
         dt = max(time.perf_counter() - self.t0, 1e-9)
         loss = float(self.loss_sum.item() / self.n) if self.n else float("nan")
         return {"loss": loss, "samples_per_s": self.samples / dt}
+
+
+# ----------------------------------------------------------------------------- one run: setup, step, checkpoint
+
+
+@dataclass
+class TrainingState:
+    """What a training loop owns and advances; saved (with the EMA as the published weights) at each checkpoint.
+
+    `model` is the raw module: gradients are clipped, the EMA follows and checkpoints save from it. `train_model` is
+    what the forward pass calls: the DDP wrapper when world > 1 (so backward all-reduces), else `model` itself.
+    """
+
+    model: nn.Module
+    train_model: nn.Module
+    ema: nn.Module
+    opt: torch.optim.Optimizer
+    step: int = 0
+    samples_seen: int = 0
+
+
+def setup_training(
+    model: nn.Module, d: Dist, lr: float, weight_decay: float, resume_from: str | Path | None = None
+) -> TrainingState:
+    """EMA copy and AdamW for a freshly built `model` on d.device; restored from `resume_from` (a checkpoint or run
+    directory) when given, so step N+1 continues exactly; DDP-wrapped when world > 1; left in train mode."""
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    step, samples_seen = 0, 0
+    if resume_from is not None:
+        ckpt = resolve_resume(resume_from)
+        saved = load_training_state(ckpt)
+        model.load_state_dict(saved["model"])
+        ema.load_state_dict(load_file(str(ckpt / WEIGHTS), device=str(d.device)))
+        opt.load_state_dict(optimizer_state_from(saved["optimizer"]))
+        step, samples_seen = int(saved["step"]), int(saved["samples_seen"])
+        log.info("%s resumed from %s at step %d", type(model).__name__, ckpt, step)
+    train_model = model
+    if d.world > 1:
+        ids = [d.device] if d.device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    model.train()
+    return TrainingState(model, train_model, ema, opt, step, samples_seen)
+
+
+def optimizer_step(state: TrainingState, clip: float, ema_target: float, samples: int) -> None:
+    """Finish a step whose micro-batches have run backward: clip (if clip > 0), step, clear grads, EMA, counters."""
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+    state.opt.step()
+    state.opt.zero_grad(set_to_none=True)
+    ema_update(state.ema, state.model, ema_decay(ema_target, state.step))
+    state.step += 1
+    state.samples_seen += samples
+
+
+def save_training_checkpoint(
+    state: TrainingState,
+    out_dir: Path,
+    config: dict[str, Any],
+    publisher: BackgroundPublisher,
+    keep: int,
+    metrics: dict[str, Any],
+) -> Path:
+    """Write `step-N` (EMA weights to publish + raw weights and optimizer to resume), point `latest` at it, hand it
+    to the background publisher and prune to the newest `keep`. `config` holds kind, model and train; step is added.
+    """
+    train_state = {
+        "step": state.step,
+        "samples_seen": state.samples_seen,
+        "model": unwrap(state.model).state_dict(),
+        "optimizer": state.opt.state_dict(),
+    }
+    path = save_checkpoint(step_dir(out_dir, state.step), state.ema, dict(config, step=state.step), train_state)
+    write_latest(out_dir, path)
+    publisher.submit(path, state.step, dict(metrics, step=state.step))
+    prune_checkpoints(out_dir, keep, publisher.in_use())
+    return path

@@ -7,7 +7,6 @@ setup -> model + EMA + optimizer (or resume) -> data -> loop (caption dropout, e
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import threading
@@ -16,14 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from paris_node.errors import UsageError
 from paris_node.models.presets import ExpertConfig, build_expert
 from paris_node.models.text import TextEncoder
 from paris_node.models.vae import LatentCodec
-from paris_node.training.checkpoint import WEIGHTS, load_training_state, save_checkpoint
 from paris_node.training.losses import OBJECTIVES, T_SAMPLING, sample_t, training_losses
 from paris_node.training.runtime import (
     BackgroundPublisher,
@@ -31,16 +27,12 @@ from paris_node.training.runtime import (
     Publish,
     any_rank_stopping,
     batch_stream,
-    ema_decay,
-    ema_update,
-    optimizer_state_from,
-    prune_checkpoints,
-    resolve_resume,
+    optimizer_step,
+    progress_bar,
+    save_training_checkpoint,
     setup_device,
-    step_dir,
+    setup_training,
     step_generators,
-    unwrap,
-    write_latest,
 )
 
 log = logging.getLogger(__name__)
@@ -82,15 +74,25 @@ class TrainConfig:
         if min(self.steps, self.batch, self.grad_accum, self.checkpoint_every) < 1:
             raise UsageError("steps, batch, grad_accum and checkpoint_every must all be >= 1")
 
+    def checkpoints_at(self, step: int, stopping: bool) -> bool:
+        """Checkpoint (and publish) every `checkpoint_every` steps, after the last step and when stopping."""
+        return step % self.checkpoint_every == 0 or step == self.steps or stopping
+
+    def logs_at(self, step: int, stopping: bool) -> bool:
+        """Log every `log_every` steps and at every checkpoint, whose metrics are published with it."""
+        return step % self.log_every == 0 or self.checkpoints_at(step, stopping)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 @dataclass
 class TrainResult:
+    """What a training run ended with: its last step, newest checkpoint, logged metrics and published steps."""
+
     step: int
     checkpoint: Path | None
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     published: list[int] = field(default_factory=list)
 
 
@@ -137,53 +139,24 @@ def train(
     d = setup_device(cfg.device)
     torch.manual_seed(cfg.seed)  # model init: identical on every rank
 
-    # ---- model, EMA, optimizer
+    # ---- model, EMA, optimizer (or resume)
     model = build_expert(model_cfg, device="cpu").to(d.device)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, samples_seen = 0, 0
-    if resume_from is not None:
-        ckpt = resolve_resume(resume_from)
-        state = load_training_state(ckpt)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(load_file(str(ckpt / WEIGHTS), device=str(d.device)))
-        opt.load_state_dict(optimizer_state_from(state["optimizer"]))
-        step, samples_seen = int(state["step"]), int(state["samples_seen"])
-        log.info("resumed from %s at step %d", ckpt, step)
-    train_model = model
-    if d.world > 1:
-        ids = [d.device] if d.device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    model.train()
+    state = setup_training(model, d, cfg.lr, cfg.weight_decay, resume_from)
 
     # ---- data
-    batches = batch_stream(dataset, cfg.batch, cfg.seed, samples_seen, d, cfg.num_workers)
+    batches = batch_stream(dataset, cfg.batch, cfg.seed, state.samples_seen, d, cfg.num_workers)
     per_step = cfg.batch * cfg.grad_accum * d.world
 
     # ---- loop
     publisher = BackgroundPublisher(publish if d.main else None)
     meter, history, last_ckpt = Meter(), [], None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and d.main), unit="step", dynamic_ncols=True)
-
-    def checkpoint(metrics: dict[str, float]) -> Path:
-        train_state = {
-            "step": step,
-            "samples_seen": samples_seen,
-            "model": unwrap(model).state_dict(),
-            "optimizer": opt.state_dict(),
-        }
-        config = {"kind": "expert", "model": model_cfg.to_dict(), "train": cfg.to_dict(), "step": step}
-        path = save_checkpoint(step_dir(out_dir, step), ema, config, train_state)
-        write_latest(out_dir, path)
-        publisher.submit(path, step, dict(metrics, step=step))
-        prune_checkpoints(out_dir, cfg.keep_checkpoints, publisher.in_use())
-        return path
-
+    config = {"kind": "expert", "model": model_cfg.to_dict(), "train": cfg.to_dict()}
+    bar = progress_bar(cfg.steps, state.step, cfg.progress and d.main)
     try:
-        while step < cfg.steps:
+        while state.step < cfg.steps:
             for micro in range(cfg.grad_accum):
                 images, captions = next(batches)
-                cpu_gen, dev_gen = step_generators(cfg.seed, step, micro, d.rank, d.device)
+                cpu_gen, dev_gen = step_generators(cfg.seed, state.step, micro, d.rank, d.device)
                 drop = torch.rand(len(captions), generator=cpu_gen) < cfg.caption_dropout
                 captions = ["" if dropped else c for c, dropped in zip(captions, drop.tolist(), strict=True)]
                 text, text_mask = text_encoder.encode(captions)
@@ -193,33 +166,29 @@ def train(
                 noise = torch.randn(x0.shape, generator=dev_gen, device=d.device)
                 sync = contextlib.nullcontext()
                 if d.world > 1 and micro < cfg.grad_accum - 1:
-                    sync = train_model.no_sync()
+                    sync = state.train_model.no_sync()
                 with sync:
                     with autocast_for(d.device, cfg.bf16):
-                        loss = training_losses(train_model, x0, t, text, text_mask, objective, noise=noise)["loss"]
-                    (loss / cfg.grad_accum).backward()
-                meter.add(loss, x0.shape[0] * d.world)
-            if cfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            ema_update(ema, model, ema_decay(cfg.ema, step))
-            step += 1
-            samples_seen += per_step
+                        losses = training_losses(state.train_model, x0, t, text, text_mask, objective, noise=noise)
+                    (losses["loss"] / cfg.grad_accum).backward()
+                meter.add(losses["loss"], x0.shape[0] * d.world)
+            optimizer_step(state, cfg.clip, cfg.ema, per_step)
             bar.update(1)
 
             stopping = any_rank_stopping(stop, d)
-            if step % cfg.log_every == 0 or step == cfg.steps or stopping or step % cfg.checkpoint_every == 0:
+            if cfg.logs_at(state.step, stopping):
                 metrics = meter.read()
                 meter.reset()
-                history.append(dict(metrics, step=step))
+                history.append(dict(metrics, step=state.step))
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", sps=f"{metrics['samples_per_s']:.1f}")
-            if d.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps or stopping):
-                last_ckpt = checkpoint(history[-1])
+            if d.main and cfg.checkpoints_at(state.step, stopping):
+                last_ckpt = save_training_checkpoint(
+                    state, out_dir, config, publisher, cfg.keep_checkpoints, history[-1]
+                )
             if stopping:
-                log.info("stop requested: stopped after step %d", step)
+                log.info("stop requested: stopped after step %d", state.step)
                 break
     finally:
         bar.close()
         publisher.close(cfg.publish_timeout)
-    return TrainResult(step, last_ckpt, history, list(publisher.published))
+    return TrainResult(state.step, last_ckpt, history, list(publisher.published))
