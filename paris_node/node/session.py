@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ DEMO = "demo"
 @contextlib.contextmanager
 def reader_dht(join: list[str], timeout: float = 30.0) -> Iterator:
     """Join as a client-mode reader with a throwaway key (the node's own key may be in use by `start`)."""
-    from paris_node.swarm.dht import start_dht
+    from paris_node.swarm.dht import start_dht, stop_dht
 
     if not join:
         raise UsageError("this command needs --join MADDR: an address a running node printed at start")
@@ -35,9 +34,7 @@ def reader_dht(join: list[str], timeout: float = 30.0) -> Iterator:
         try:
             yield dht
         finally:
-            done = threading.Thread(target=dht.shutdown, daemon=True)
-            done.start()
-            done.join(10)
+            stop_dht(dht)
 
 
 def demo_run(home: Home) -> RunManifest:

@@ -90,6 +90,22 @@ def join_command(maddrs: Sequence[str], extra: str = "") -> str:
     return f"paris-node start {joins}{(' ' + extra) if extra else ''}"
 
 
+def stop_dht(dht: hivemind.DHT, timeout: float = 10.0) -> None:
+    """Shut the DHT process down, and kill it if it does not finish within `timeout`.
+
+    hivemind's graceful shutdown talks to p2pd; if p2pd is already gone (Ctrl-C in a terminal signals the whole
+    process group, and p2pd exits on SIGINT) the DHT process can hang in it and even ignore SIGTERM, which would
+    keep this process from exiting. A bounded stop matters more than a graceful one here.
+    """
+    done = threading.Thread(target=dht.shutdown, daemon=True)
+    done.start()
+    done.join(timeout)
+    if dht.is_alive():
+        logger.warning("the DHT process did not stop; killing it")
+        dht.kill()
+        dht.join(5)
+
+
 def dht_now_ms() -> int:
     return int(get_dht_time() * 1000)
 

@@ -20,7 +20,7 @@ from paris_node.identity import Identity, load_or_create
 from paris_node.swarm import keys
 from paris_node.swarm.announcer import Announcer
 from paris_node.swarm.claims import ClaimRules
-from paris_node.swarm.dht import join_command, start_dht, visible_maddrs
+from paris_node.swarm.dht import join_command, start_dht, stop_dht, visible_maddrs
 from paris_node.swarm.membership import Membership, claim_target
 from paris_node.swarm.validator import MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS
 
@@ -201,4 +201,4 @@ def run_node(
         if prepared is not None:
             prepared.close()
         emit("stopped", {})
-        dht.shutdown()
+        stop_dht(dht)
