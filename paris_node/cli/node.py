@@ -16,10 +16,10 @@ from paris_node.records import ROUTER_JOB, job_of_expert
 
 def _jobs_wanted(targets: tuple[str, ...], fetch_all: bool, experts: int) -> list[str]:
     every = [job_of_expert(k) for k in range(experts)] + [ROUTER_JOB]
-    if fetch_all or not targets:
-        if not fetch_all:
-            raise UsageError("say what to fetch: --all, an expert number, or 'router'")
+    if fetch_all:
         return every
+    if not targets:
+        raise UsageError("say what to fetch: --all, an expert number, or 'router'")
     jobs = []
     for t in targets:
         job = ROUTER_JOB if t == "router" else (job_of_expert(int(t)) if t.isdigit() else None)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from paris_node.models.vae import LatentCodec
-from paris_node.training.losses import T_SCALE, interpolate, training_losses
+from paris_node.models.text import build_text_encoder
+from paris_node.models.vae import LatentCodec, codec_spec
+from paris_node.training.checkpoint import load_model
+from paris_node.training.losses import T_SCALE, interpolate, objective_of, training_losses
 
 EVAL_SEED = 20251003  # fixed so that publisher and fetchers compute the same number
 
@@ -66,6 +69,21 @@ def expert_score(
         total += training_losses(model, x0, t, text, mask, objective, noise=noise)["loss"].item() * len(chunk)
         base += training_losses(_zero, x0, t, text, mask, objective, noise=noise)["loss"].item() * len(chunk)
     return Score(total / len(items), base / len(items))
+
+
+def score_checkpoint(ckpt_dir: Path, val_sets: list[Any], router: bool, text_encoder: Any = None) -> Score:
+    """Score the checkpoint in `ckpt_dir` (weights loaded strictly from safetensors) on its validation shard(s).
+
+    An expert is scored on `val_sets[0]` with the text encoder its config names (or `text_encoder`, already
+    built); the router on every cluster's set, index = class.
+    """
+    model, config = load_model(ckpt_dir)
+    codec = LatentCodec(codec_spec(config["model"].get("latent", "pixels")))
+    if router:
+        return router_score(model, val_sets, codec)
+    text = text_encoder or build_text_encoder(config["model"]["text_encoder"])
+    objective = objective_of(config["model"].get("prediction", "velocity"))
+    return expert_score(model, objective, val_sets[0], text, codec)
 
 
 @torch.no_grad()

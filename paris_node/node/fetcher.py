@@ -8,7 +8,6 @@ the weights as safetensors against the model (strict), and, on open runs, the he
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -25,11 +24,10 @@ from paris_node.data.shards import ShardDataset
 from paris_node.errors import ParisError, RecordError, UsageError
 from paris_node.home import Home
 from paris_node.identity import peer_id_from_public, public_from_node_id
-from paris_node.models.presets import expert_preset, router_preset
-from paris_node.models.text import build_text_encoder
-from paris_node.models.vae import LatentCodec, codec_spec
+from paris_node.models.presets import ExpertConfig, RouterConfig, expert_preset, router_preset
 from paris_node.node import cache
-from paris_node.node.evaluate import Score, expert_score, router_score
+from paris_node.node.evaluate import Score, score_checkpoint
+from paris_node.node.publish import sha256_file
 from paris_node.node.verify import (
     Candidate,
     Rejected,
@@ -43,7 +41,6 @@ from paris_node.node.verify import (
     order_candidates,
 )
 from paris_node.records import DOCUMENT_CAP, ROUTER_JOB, decode_record
-from paris_node.training.checkpoint import load_model
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +52,20 @@ def expert_index(job: str) -> int:
     return int(job.split("/", 1)[1])
 
 
+def run_expert_config(manifest: RunManifest) -> ExpertConfig:
+    """The expert every job of this run trains: the run's preset with the run's text encoder."""
+    return expert_preset(manifest.expert_preset, text_encoder=manifest.text_encoder)
+
+
+def run_router_config(manifest: RunManifest) -> RouterConfig:
+    return router_preset(manifest.router_preset, num_experts=manifest.experts)
+
+
 def expected_config(manifest: RunManifest, job: str) -> dict:
     """What a checkpoint's config.json must say for `job` in this run (kind and full model config)."""
     if job == ROUTER_JOB:
-        model = router_preset(manifest.router_preset, num_experts=manifest.experts)
-        return {"kind": "router", "model": model.to_dict()}
-    return {"kind": "expert", "model": expert_preset(manifest.expert_preset).to_dict()}
+        return {"kind": "router", "model": run_router_config(manifest).to_dict()}
+    return {"kind": "expert", "model": run_expert_config(manifest).to_dict()}
 
 
 def signer_peer(node_id: str) -> str:
@@ -92,13 +97,8 @@ class CheckpointFetcher:
         return self._datasets[k]
 
     def score(self, ckpt_dir: Path, job: str) -> Score:
-        model, config = load_model(ckpt_dir)
-        codec = LatentCodec(codec_spec(config["model"].get("latent", "pixels")))
-        if job == ROUTER_JOB:
-            return router_score(model, [self.val_dataset(k) for k in range(self.manifest.experts)], codec)
-        objective = "rectified_flow" if config["model"].get("prediction", "velocity") == "velocity" else "epsilon"
-        text = build_text_encoder(config["model"]["text_encoder"])
-        return expert_score(model, objective, self.val_dataset(expert_index(job)), text, codec)
+        ks = range(self.manifest.experts) if job == ROUTER_JOB else [expert_index(job)]
+        return score_checkpoint(ckpt_dir, [self.val_dataset(k) for k in ks], router=job == ROUTER_JOB)
 
     # ------------------------------------------------------------------ one candidate
     def _who(self, cid: str, signer: str) -> list[str]:
@@ -126,7 +126,7 @@ class CheckpointFetcher:
                 self._get(meta["cid"], cand.signer, name, providers_of=ptr.manifest_cid)
                 out = staging / name
                 export_file(self.store, meta["cid"], out)  # re-verifies every block while writing
-                check_file(name, _sha256(out), out.stat().st_size, meta)
+                check_file(name, sha256_file(out), out.stat().st_size, meta)
             try:
                 config = json.loads((staging / "config.json").read_text())
             except (ValueError, RecursionError) as e:
@@ -194,14 +194,6 @@ class CheckpointFetcher:
                 stage.commit(info)
                 return v, verdicts
         return None, verdicts
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:

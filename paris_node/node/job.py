@@ -20,16 +20,21 @@ from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
 from paris_node.errors import ParisError
 from paris_node.home import Home
-from paris_node.models.presets import expert_preset, router_preset
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node import cache
-from paris_node.node.evaluate import expert_score, router_score
-from paris_node.node.fetcher import CheckpointFetcher, copy_checkpoint, expert_index, signer_peer
+from paris_node.node.evaluate import score_checkpoint
+from paris_node.node.fetcher import (
+    CheckpointFetcher,
+    copy_checkpoint,
+    expert_index,
+    run_expert_config,
+    run_router_config,
+    signer_peer,
+)
 from paris_node.node.publish import CheckpointPublisher
 from paris_node.node.verify import Candidate, Verdict
 from paris_node.records import ROUTER_JOB
-from paris_node.training.checkpoint import load_model
 from paris_node.training.router_trainer import LabelledClusters, train_router
 from paris_node.training.runtime import latest_checkpoint
 from paris_node.training.trainer import TrainConfig, train
@@ -54,6 +59,8 @@ class JobRunner:
 
     def __init__(self, home: Home, store: Blockstore, manifest: RunManifest, exchange, opts: TrainOptions):
         self.home, self.store, self.manifest, self.exchange, self.opts = home, store, manifest, exchange, opts
+        self._fetcher: CheckpointFetcher | None = None
+        self._fetcher_session = None
 
     # ------------------------------------------------------------------ helpers the steps use
     def providers(self, session, cid: str) -> list[str]:
@@ -67,6 +74,19 @@ class JobRunner:
             log.debug("provider lookup for %s failed: %s", cid, e)
             found = []
         return list(dict.fromkeys([*found, *creator]))
+
+    def fetcher(self, session) -> CheckpointFetcher:
+        """Verify-and-install for this run over the node's exchange (takeover and standby mirroring share it)."""
+        if self._fetcher is None or self._fetcher_session is not session:
+            self._fetcher = CheckpointFetcher(
+                self.home,
+                self.store,
+                self.manifest,
+                fetch=lambda cid, peers: self.exchange.fetch(cid, list(peers), deadline_s=300),
+                providers=lambda cid: self.providers(session, cid),
+            )
+            self._fetcher_session = session
+        return self._fetcher
 
     def ensure(self, session, cid: str, stop: threading.Event) -> Path | None:
         """A verified local file for a run CID (shard): local store first, else fetched from its providers.
@@ -117,13 +137,7 @@ class JobRunner:
             return None
         if not pointers:
             return None
-        fetcher = CheckpointFetcher(
-            self.home,
-            self.store,
-            self.manifest,
-            fetch=lambda cid, peers: self.exchange.fetch(cid, [*peers, *self.providers(session, cid)], deadline_s=300),
-        )
-        accepted, verdicts = fetcher.fetch_job(job, [Candidate(p) for p in pointers])
+        accepted, verdicts = self.fetcher(session).fetch_job(job, [Candidate(p) for p in pointers])
         for v in verdicts:
             if not v.ok:
                 log.info("%s: not resuming from step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
@@ -170,30 +184,20 @@ class JobRunner:
         cfg = self.train_config(job)
         codec = LatentCodec(codec_spec(m.latent_space))
 
-        if job == ROUTER_JOB:
+        text = None if job == ROUTER_JOB else build_text_encoder(m.text_encoder)
 
-            def score(ckpt: Path) -> dict[str, float]:
-                model, _ = load_model(ckpt)
-                s = router_score(model, val_sets, codec)
-                return {"val_loss": s.loss, "val_ratio": s.ratio}
-        else:
-            text = build_text_encoder(m.text_encoder)
-
-            def score(ckpt: Path) -> dict[str, float]:
-                model, config = load_model(ckpt)
-                objective = "rectified_flow" if config["model"]["prediction"] == "velocity" else "epsilon"
-                s = expert_score(model, objective, val_sets[0], text, codec)
-                return {"val_loss": s.loss, "val_ratio": s.ratio}
+        def score(ckpt: Path) -> dict[str, float]:  # the same score every fetcher computes
+            s = score_checkpoint(ckpt, val_sets, router=job == ROUTER_JOB, text_encoder=text)
+            return {"val_loss": s.loss, "val_ratio": s.ratio}
 
         publisher = CheckpointPublisher(
             self.store, session.identity, m.run_id, job, announcer, m.cid_profile, score=score, parent=parent
         )
         if job == ROUTER_JOB:
-            rcfg = router_preset(m.router_preset, num_experts=m.experts)
+            rcfg = run_router_config(m)
             result = train_router(cfg, rcfg, LabelledClusters(train_sets), codec, out_dir, publisher, resume, stop)
         else:
-            ecfg = expert_preset(m.expert_preset)
-            result = train(cfg, ecfg, train_sets[0], text, codec, out_dir, publisher, resume, stop)
+            result = train(cfg, run_expert_config(m), train_sets[0], text, codec, out_dir, publisher, resume, stop)
         announcer.set_status(step=result.step)
         if not stop.is_set():
             log.info("%s: reached step %d (the run's budget); serving checkpoints until stopped", job, result.step)

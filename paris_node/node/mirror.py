@@ -13,7 +13,6 @@ import logging
 import threading
 
 from paris_node.node import cache
-from paris_node.node.fetcher import CheckpointFetcher
 from paris_node.node.verify import Candidate
 from paris_node.swarm import keys
 
@@ -55,20 +54,13 @@ class Mirror:
                     log.debug("mirroring %s failed: %s", job, e)
 
     def mirror(self, session, job: str) -> None:
-        from paris_node.swarm.membership import read_pointers, read_providers
+        from paris_node.swarm.membership import read_pointers
 
         m, store = self.node.manifest, self.node.store
         pointers = read_pointers(session.dht, m.run_id, job)
         if not pointers:
             return
-        fetcher = CheckpointFetcher(
-            self.node.home,
-            store,
-            m,
-            fetch=lambda cid, peers: self.node.exchange.fetch(cid, list(peers), deadline_s=300),
-            providers=lambda cid: [r.body.peer for r in read_providers(session.dht, m.run_id, cid)],
-        )
-        accepted, _ = fetcher.fetch_job(job, [Candidate(p) for p in pointers])
+        accepted, _ = self.node.runner.fetcher(session).fetch_job(job, [Candidate(p) for p in pointers])
         info = cache.read_info(self.node.home, m.run_id, job)
         if accepted is None or info is None:
             return

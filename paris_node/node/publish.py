@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CONFIG = "config.json"
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -47,7 +47,7 @@ def store_checkpoint(
     files: dict[str, dict] = {}
     for path in sorted(p for p in Path(ckpt_dir).iterdir() if p.is_file() and not p.name.startswith(".")):
         cid = add_file(store, path, profile, pin=True)
-        files[path.name] = {"cid": cid, "size": path.stat().st_size, "sha256": _sha256_file(path)}
+        files[path.name] = {"cid": cid, "size": path.stat().st_size, "sha256": sha256_file(path)}
     payload = CheckpointPayload(
         job=job,
         step=step,

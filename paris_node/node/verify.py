@@ -7,7 +7,6 @@ a reason a person can read, never an exception that could stop the node.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,10 +96,6 @@ def check_file(name: str, data_sha256: str, size: int, meta: dict) -> None:
         raise Rejected(f"{name}: {size} bytes, manifest says {meta['size']}")
     if data_sha256 != meta["sha256"]:
         raise Rejected(f"{name}: sha256 differs from the manifest")
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def check_config(config: dict, expected: dict) -> None:

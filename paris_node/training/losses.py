@@ -19,6 +19,11 @@ T_SAMPLING = ("uniform", "logit_normal")
 T_SCALE = 1000.0
 
 
+def objective_of(prediction: str) -> str:
+    """The objective that trains an expert with this `prediction` ("velocity" or "epsilon")."""
+    return "rectified_flow" if prediction == "velocity" else "epsilon"
+
+
 def sample_t(
     batch: int,
     mode: str = "uniform",

@@ -20,7 +20,7 @@ from paris_node.errors import UsageError
 from paris_node.models.presets import ExpertConfig, build_expert
 from paris_node.models.text import TextEncoder
 from paris_node.models.vae import LatentCodec
-from paris_node.training.losses import OBJECTIVES, T_SAMPLING, sample_t, training_losses
+from paris_node.training.losses import OBJECTIVES, T_SAMPLING, objective_of, sample_t, training_losses
 from paris_node.training.runtime import (
     BackgroundPublisher,
     Meter,
@@ -97,7 +97,7 @@ class TrainResult:
 
 
 def objective_for(cfg: TrainConfig, model_cfg: ExpertConfig) -> str:
-    expected = "rectified_flow" if model_cfg.prediction == "velocity" else "epsilon"
+    expected = objective_of(model_cfg.prediction)
     if cfg.objective is not None and cfg.objective != expected:
         raise UsageError(
             f"objective {cfg.objective!r} does not train a {model_cfg.prediction}-prediction expert; "

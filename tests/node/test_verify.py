@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
@@ -18,7 +19,6 @@ from paris_node.node.verify import (
     check_rollback,
     check_val_loss,
     order_candidates,
-    sha256_hex,
 )
 from paris_node.records import CheckpointPayload, LeasePayload, PointerPayload, sign_record
 
@@ -26,6 +26,10 @@ RUN = "bafkreirun"
 JOB = "expert/0"
 ALICE = Identity.from_seed(b"a" * 32)
 BOB = Identity.from_seed(b"b" * 32)
+
+
+def sha256_hex_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def files(**extra: dict) -> dict:
@@ -141,12 +145,12 @@ def test_extra_plain_file_names_are_fine():
 
 def test_file_size_and_sha256_must_match_the_manifest():
     data = b"weights"
-    meta = {"cid": "bafkreix", "size": len(data), "sha256": sha256_hex(data)}
-    check_file("model.safetensors", sha256_hex(data), len(data), meta)
+    meta = {"cid": "bafkreix", "size": len(data), "sha256": sha256_hex_of(data)}
+    check_file("model.safetensors", sha256_hex_of(data), len(data), meta)
     with pytest.raises(Rejected, match="bytes, manifest says"):
-        check_file("model.safetensors", sha256_hex(data), len(data) + 1, meta)
+        check_file("model.safetensors", sha256_hex_of(data), len(data) + 1, meta)
     with pytest.raises(Rejected, match="sha256 differs"):
-        check_file("model.safetensors", sha256_hex(b"weightz"), len(data), meta)
+        check_file("model.safetensors", sha256_hex_of(b"weightz"), len(data), meta)
 
 
 def test_config_must_equal_every_expected_field():
