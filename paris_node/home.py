@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from paris_node.errors import UsageError
+
 DEFAULT_HOME = "~/.paris-node"
 HOME_ENV = "PARIS_NODE_HOME"
 
@@ -21,8 +23,31 @@ class Home:
         raw = path if path is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
         return cls(Path(raw).expanduser().resolve())
 
+    def check(self) -> Home:
+        """UsageError (naming the path and the fix) if the home cannot be used; creates nothing."""
+        for parent in (self.root, *self.root.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UsageError(
+                        f"--home {self.root}: {parent} is a file, not a directory; choose another --home "
+                        f"(or ${HOME_ENV})"
+                    )
+                if not os.access(parent, os.W_OK | os.X_OK):
+                    raise UsageError(
+                        f"--home {self.root}: {parent} is not writable; fix its permissions or choose another --home"
+                    )
+                return self
+        return self
+
     def ensure(self) -> Home:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Create the root if needed; UsageError (not an OSError traceback) if that is impossible."""
+        self.check()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise UsageError(
+                f"--home {self.root} cannot be used ({e.strerror or e}); choose a writable --home (or ${HOME_ENV})"
+            ) from None
         return self
 
     @property
@@ -46,3 +71,18 @@ class Home:
     def work_dir(self) -> Path:
         """Local training output (checkpoints being written, training state)."""
         return self.root / "work"
+
+    @property
+    def swarm_file(self) -> Path:
+        """The swarm this home's node joined or started and the run it trains (`start` and `init` write it)."""
+        return self.root / "swarm.json"
+
+    @property
+    def node_lock(self) -> Path:
+        """Held by `start` for the node's life: one node per home."""
+        return self.root / "node.lock"
+
+    @property
+    def cache_lock(self) -> Path:
+        """Held by `fetch` while it writes the cache, so two fetches never interleave."""
+        return self.root / "cache.lock"

@@ -12,6 +12,7 @@ Two names are derived from the public key:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multiformats import multibase
 
 from paris_node.errors import IdentityError
+from paris_node.fsutil import atomic_write
 
 _LIBP2P_PRIV_PREFIX = bytes([0x08, 0x01, 0x12, 0x40])
 _LIBP2P_PUB_PREFIX = bytes([0x08, 0x01, 0x12, 0x20])
@@ -131,19 +133,8 @@ def load_or_create(path: Path) -> Identity:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ident = Identity.generate()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, ident.to_libp2p_bytes())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if another process created the key meanwhile: keep theirs
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        with contextlib.suppress(FileExistsError):  # another process created the key meanwhile: keep theirs
+            atomic_write(path, ident.to_libp2p_bytes(), mode=0o600, exclusive=True)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise IdentityError(

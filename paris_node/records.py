@@ -10,6 +10,7 @@ Pure module: no network, no disk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import types
 import typing
@@ -81,6 +82,17 @@ def _check_type(value: Any, tp: Any, where: str) -> None:
         raise SchemaError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """typing.get_type_hints, once per class (it re-evaluates every annotation string on each call)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 class Payload:
     """Base of the payload dataclasses. `from_dict` checks types and ignores unknown fields."""
 
@@ -91,7 +103,7 @@ class Payload:
     def from_dict(cls, data: Any) -> Payload:
         if not isinstance(data, dict):
             raise SchemaError(f"{cls.KIND} payload must be an object")
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
@@ -154,6 +166,13 @@ class StatusPayload(Payload):
     samples_per_s: str | None = None
     checkpoint: str | None = None  # CID of the latest checkpoint manifest
     addrs: list[str] = field(default_factory=list)
+    error: str | None = None  # why this node's last job failed (it released the lease with this reason)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["error"] is None:  # absent unless set: records without it keep their bytes (and the test vectors)
+            del d["error"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -181,7 +200,10 @@ class PointerPayload(Payload):
 
 @dataclass(frozen=True)
 class CheckpointPayload(Payload):
-    """A checkpoint manifest, stored by CID. `files` maps a file name to {cid, size, sha256}."""
+    """A checkpoint manifest, stored by CID. `files` maps a file name to {cid, size, sha256, role}.
+
+    `format` is the checkpoint format version (paris_node/checkpoint/format.py; 1 = files without roles).
+    """
 
     KIND: ClassVar[str] = "checkpoint"
     DHT: ClassVar[bool] = False
@@ -192,11 +214,16 @@ class CheckpointPayload(Payload):
     cid_profile: str
     parent: str | None = None
     metrics: dict[str, str] = field(default_factory=dict)
+    format: int = 1
 
     def validate(self) -> None:
         for name, meta in self.files.items():
+            if not isinstance(meta, dict):
+                raise SchemaError(f"checkpoint.files.{name} must be an object")
             for key, tp in (("cid", str), ("size", int), ("sha256", str)):
                 _check_type(meta.get(key), tp, f"checkpoint.files.{name}.{key}")
+            if "role" in meta:
+                _check_type(meta["role"], str, f"checkpoint.files.{name}.role")
 
 
 @dataclass(frozen=True)
@@ -237,9 +264,9 @@ class SignedRecord:
     sig: str
     v: int = SCHEMA_VERSION
 
-    @property
+    @functools.cached_property
     def body(self) -> Payload:
-        """The payload parsed into its dataclass (unknown fields dropped)."""
+        """The payload parsed into its dataclass (unknown fields dropped); parsed once per record."""
         return PAYLOADS[self.kind].from_dict(self.payload)
 
     def unsigned(self) -> dict:

@@ -34,11 +34,12 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
+# Only the dataset's vocabulary: `shapes` captions are "a COLOUR SHAPE on a COLOUR background".
 PROMPTS = [
     "a red circle on a blue background",
     "a green square on a white background",
     "a yellow triangle on a black background",
-    "two purple stars on an orange background",
+    "a white cross on a purple background",
 ]
 PUBLISHED = re.compile(r"published (\S+) step (\d+): (\S+)(.*)$")
 OWNER = re.compile(r"owner of (\S+)")
@@ -240,24 +241,6 @@ def loss_curve(job: str, points: list[dict], path: Path, size: tuple[int, int] =
     return path
 
 
-def contact_sheet(pngs: list[Path], path: Path, scale: int = 4) -> Path:
-    """Every sample grid, enlarged (nearest neighbour: the model's pixels) and labelled, in one PNG."""
-    grids = [Image.open(p).convert("RGB") for p in pngs]
-    grids = [g.resize((g.width * scale, g.height * scale), Image.NEAREST) for g in grids]
-    label_h, pad = 28, 8
-    w = max(900, *(g.width for g in grids)) + 2 * pad
-    sheet = Image.new("RGB", (w, sum(g.height + label_h + pad for g in grids) + pad), "white")
-    d, y = ImageDraw.Draw(sheet), pad
-    for p, g in zip(pngs, grids, strict=True):
-        routing = p.stem.split("-")[1]
-        prompts = PROMPTS if "all-prompts" in p.stem else PROMPTS[:1]
-        d.text((pad, y + 4), f"{routing}: " + " / ".join(f"{i + 1}. {t}" for i, t in enumerate(prompts)), fill="black")
-        sheet.paste(g, (pad, y + label_h))
-        y += g.height + label_h + pad
-    sheet.save(path)
-    return path
-
-
 # ---------------------------------------------------------------------------------------------- the demo
 def make_run(args: argparse.Namespace, home: Path, logs: Path) -> str:
     """'demo' (built in, built by each node), or for --quick a tiny run created by node 0's `init`."""
@@ -340,30 +323,62 @@ def fetch(run: str, home: Path, maddr: str, out: Path, logs: Path) -> list[dict]
 
 
 def sample_all(args: argparse.Namespace, run_id: str, home: Path, out: Path, logs: Path) -> list[Path]:
-    """top2 for every prompt (one grid: a row of 4 images per prompt), then top1 and full for the first prompt.
-
-    One `sample` process per routing mode: on a loaded 2-core machine starting the process costs more than the
-    sampling itself.
-    """
-    runs = [
-        ("top2", PROMPTS, "top2-all-prompts"),
-        ("top1", PROMPTS[:1], "top1-prompt1"),
-        ("full", PROMPTS[:1], "full-prompt1"),
-    ]
+    """`paris-node sample` as the README prints it (top-2, every prompt), then `paris-node eval` twice: the demo
+    prompts (4 samples each, rows labelled with prompt and routing, for top-2, top-1 and full) and 64 held-out
+    caption combinations (top-2). Returns the PNGs; the scores are printed under them by `main`."""
     written = []
     with open(logs / "sample.log", "w") as log:
-        for i, (routing, prompts, name) in enumerate(runs):
-            png = out / f"{i:02d}-{name}.png"
-            cmd = cli("--home", str(home), "sample", *prompts, "--run", run_id, "--routing", routing, "-n", "4")
-            cmd += ["--steps", str(args.sample_steps), "--seed", "0", "--out", str(png), "--explain"]
+        png = out / "sample-top2.png"
+        cmd = cli("--home", str(home), "sample", *PROMPTS, "--run", run_id, "--routing", "top2", "-n", "4")
+        cmd += ["--steps", str(args.sample_steps), "--seed", "0", "--out", str(png), "--explain", "--no-progress"]
+        _run_logged(cmd, log, "sample")
+        written.append(png)
+        evals = [
+            ("eval-demo-prompts", ["--per-prompt", "4", *(a for p in PROMPTS for a in ("--prompt", p))], ALL_ROUTINGS),
+            ("eval-held-out", ["-n", "64"], ("top2",)),
+        ]
+        for name, extra, routings in evals:
+            cmd = cli("--home", str(home), "eval", "--run", run_id, *extra, "--steps", str(args.sample_steps))
+            cmd += [a for r in routings for a in ("--routing", r)] + ["--out", str(out / name)]
             t0 = time.monotonic()
-            res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
-            log.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n")
-            if res.returncode != 0:
-                raise RuntimeError(f"sample failed (see {logs / 'sample.log'}):\n{res.stderr[-2000:]}")
-            say(f"{routing:4} {len(prompts)} prompt(s) x 4 images: {png.name} ({time.monotonic() - t0:.0f}s)")
-            written.append(png)
-    return written
+            _run_logged(cmd, log, "eval")
+            say(f"eval {name}: {time.monotonic() - t0:.0f}s")
+    shutil.copyfile(out / "eval-demo-prompts" / "samples.png", out / "samples.png")
+    return [*written, out / "samples.png"]
+
+
+ALL_ROUTINGS = ("top2", "top1", "full")
+
+
+def _run_logged(cmd: list[str], log, what: str) -> None:
+    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=900)
+    log.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n")
+    log.flush()
+    if res.returncode != 0:
+        raise RuntimeError(f"{what} failed (see {log.name}):\n{res.stderr[-2000:]}")
+
+
+def print_scores(out: Path) -> bool:
+    """The evaluator's tables under the sample grid; True when top-2 meets the quality goal on both prompt sets."""
+    met = True
+    for name, title in (("eval-demo-prompts", "the demo prompts"), ("eval-held-out", "64 held-out captions")):
+        report = json.loads((out / name / "report.json").read_text())
+        print(f"\nevaluator scores, {title} ({out / name / 'report.md'}):", flush=True)
+        print("  routing  background  colour  shape  all   FID(features)")
+        for sc in report["scores"]:
+            f = sc["fidelity"] or {}
+            fid = "-" if sc["fid"] is None else f"{sc['fid']:.1f}"
+            print(
+                f"  {sc['strategy']:7} {f.get('background', 0):10.0%} {f.get('colour', 0):7.0%} "
+                f"{f.get('shape', 0):6.0%} {f.get('all', 0):5.0%}   {fid}"
+            )
+            if sc["strategy"] == "top2":
+                met &= f.get("background", 0) >= 0.95 and f.get("colour", 0) >= 0.85 and f.get("shape", 0) >= 0.80
+    print(
+        "quality goal (top-2: background >= 95%, colour >= 85%, shape >= 80%): " + ("met" if met else "NOT met"),
+        flush=True,
+    )
+    return met
 
 
 def main() -> int:
@@ -376,6 +391,8 @@ def main() -> int:
     logs.mkdir(parents=True)
     for old in [*out.glob("*.png"), *out.glob("*.explain.json"), out / "fetch.json"]:
         old.unlink(missing_ok=True)
+    for old in out.glob("eval-*"):
+        shutil.rmtree(old, ignore_errors=True)
     swarm = Swarm()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM runs the finally below, like Ctrl-C
     t_start = time.monotonic()
@@ -396,12 +413,12 @@ def main() -> int:
             for job, j in read_jobs_from_logs(logs).items()
         ]
         samples = sample_all(args, run_id, homes / "reader", out, logs) if ok else []
-        if samples:
-            samples.append(contact_sheet(samples, out / "samples.png"))
         say(f"done in {time.monotonic() - t_start:.0f}s (training {t_train - t_start:.0f}s)")
-        print("\nsamples (4 images per prompt, a row each; .explain.json beside each):", flush=True)
+        print("\nsamples (rows: routing and prompt, 4 samples each; what the evaluator read under each):", flush=True)
         for p in samples:
             print(f"  {p}")
+        if samples:
+            print_scores(out)
         print("loss curves:")
         for p in curves:
             print(f"  {p}")

@@ -57,16 +57,24 @@ def build() -> dict:
             job="expert/2",
             step=1200,
             parent=None,
-            config_sha256="00" * 32,
+            config_sha256=hashlib.sha256(b"{}").hexdigest(),
             cid_profile="unixfs-v1-2025",
             files={
                 "model.safetensors": {
                     "cid": "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
                     "size": 11,
                     "sha256": hashlib.sha256(b"hello world").hexdigest(),
-                }
+                    "role": "weights",
+                },
+                "config.json": {
+                    "cid": "bafkreicecnx2gvntm6fbcrvnc336qze6st5u7qq7457igegamd3bzkx7ri",
+                    "size": 2,
+                    "sha256": hashlib.sha256(b"{}").hexdigest(),
+                    "role": "config",
+                },
             },
             metrics={"train_loss": "0.1834", "val_loss": "0.1901"},
+            format=2,
         ),
         RunPayload(name="vector-run", experts=4, spec={"dataset": "shapes", "resolution": 16}),
     ]

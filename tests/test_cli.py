@@ -29,3 +29,36 @@ def test_bad_key_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(main, ["--home", str(tmp_path), "id"])
     assert res.exit_code == 1
     assert "not an Ed25519 libp2p private key" in res.output
+
+
+def _commands(cmd=None, path=()):
+    import click
+
+    cmd = cmd or main
+    ctx = click.Context(main)
+    for name in cmd.list_commands(ctx) if isinstance(cmd, click.Group) else []:
+        sub = main.get_command(ctx, name) if cmd is main else cmd.get_command(ctx, name)
+        if isinstance(sub, click.Group):
+            yield from _commands(sub, (*path, name))
+        else:
+            yield (*path, name), sub
+
+
+def test_every_command_and_option_is_documented_and_takes_the_global_options():
+    import click
+
+    missing = []
+    for path, cmd in _commands():
+        if not cmd.help:
+            missing.append(" ".join(path))
+        opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        assert {"--home", "--log-level"} <= opts, path
+        missing += [f"{' '.join(path)} {p.opts[0]}" for p in cmd.params if isinstance(p, click.Option) and not p.help]
+    assert not missing, missing
+
+
+def test_stated_defaults_are_the_defaults_used():
+    from paris_node.cli.sample import DEFAULT_STEPS
+
+    out = CliRunner().invoke(main, ["sample", "--help"]).output
+    assert f"[default: {DEFAULT_STEPS};" in out and "per preset" not in out

@@ -73,7 +73,13 @@ def build_profile(
 @click.option("--cid-version", type=int, default=None, help="0 (Qm..., default) or 1 (bafy..., implies raw leaves).")
 @click.option("--raw-leaves/--no-raw-leaves", default=None, help="Leaves as raw blocks (default: per CID version).")
 @click.option("--chunker", default=None, metavar="size-N", help="Fixed chunk size, e.g. size-262144.")
-@click.option("--profile", default="kubo-default", show_default=True, type=click.Choice(list(PROFILES)))
+@click.option(
+    "--profile",
+    default="kubo-default",
+    show_default=True,
+    type=click.Choice(list(PROFILES)),
+    help="Named import profile (chunker, CID version, leaves); the other flags adjust it.",
+)
 @click.option("--pin/--no-pin", default=True, show_default=True, help="Pin the root so gc keeps it.")
 @ipfs_api_option
 @click.pass_obj
@@ -193,6 +199,7 @@ def pin_group() -> None:
 @home_option
 @click.pass_obj
 def pin_ls(state: CliState) -> None:
+    """List pinned roots."""
     for cid in _store(state).pins():
         click.echo(f"{cid} recursive")
 
@@ -202,6 +209,7 @@ def pin_ls(state: CliState) -> None:
 @click.argument("cid")
 @click.pass_obj
 def pin_add(state: CliState, cid: str) -> None:
+    """Pin CID (and everything below it) so gc keeps it."""
     parse_cid(cid)
     _store(state).pin(cid)
     click.echo(f"pinned {cid} recursively")
@@ -212,6 +220,7 @@ def pin_add(state: CliState, cid: str) -> None:
 @click.argument("cid")
 @click.pass_obj
 def pin_rm(state: CliState, cid: str) -> None:
+    """Unpin CID (its blocks go at the next gc unless another pin reaches them)."""
     parse_cid(cid)
     try:
         _store(state).unpin(cid)
@@ -238,6 +247,7 @@ def repo_group() -> None:
 @home_option
 @click.pass_obj
 def repo_stat(state: CliState) -> None:
+    """Blocks, bytes and pins of the local content store."""
     store = _store(state)
     st = store.stat()
     click.echo(f"blocks  {st['blocks']}\nbytes   {st['bytes']}\npins    {len(store.pins())}\npath    {store.root}")
@@ -246,7 +256,7 @@ def repo_stat(state: CliState) -> None:
 @main.command("gateway")
 @home_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface; anything else exposes the store.")
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
 @click.pass_obj
 def gateway_command(state: CliState, host: str, port: int) -> None:
     """Serve the local store as a trustless IPFS HTTP gateway until interrupted."""

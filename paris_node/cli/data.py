@@ -34,7 +34,7 @@ def _publishers(value: str | None) -> str | tuple[str, ...] | None:
 @click.option("--dataset", help="shapes[:N] | emoji | imagefolder:PATH | webdataset:GLOB  [demo: shapes]")
 @click.option("--experts", type=int, help="Number of expert clusters K.  [demo: 4]")
 @click.option("--preset", "expert_preset", help="Expert model preset (tiny, small, B/2, XL/2).  [demo: small]")
-@click.option("--router-preset", help="Router model preset.  [demo: small]")
+@click.option("--router-preset", help="Router model preset.  [default: the one that fits --preset; demo: small]")
 @click.option("--resolution", type=int, help="Image size; must match the expert preset.  [default: the preset's]")
 @click.option("--samples", type=int, help="Use the first N usable samples.  [demo: 2048; other datasets: all]")
 @click.option("--no-center-crop", is_flag=True, default=None, help="Squash whole images instead of centre-cropping.")
@@ -48,8 +48,7 @@ def _publishers(value: str | None) -> str | tuple[str, ...] | None:
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--ema", type=float, help="EMA decay.")
 @click.option("--steps", type=int, help="Training steps per expert.")
-@click.option("--publish-every-steps", type=int, help="Publish a checkpoint every N steps ...")
-@click.option("--publish-every-s", type=int, help="... or every N seconds, whichever first.")
+@click.option("--publish-every-steps", type=int, help="Publish a checkpoint every N steps.  [250]")
 @click.option("--cid-profile", type=click.Choice(sorted(PROFILES)), help="CID profile for shards and checkpoints.")
 @click.option("--seed", type=int, help="Seed of the partition and the validation split.")
 @click.option("--name", help="Human-readable run name.")
@@ -65,12 +64,24 @@ def init_command(state: CliState, as_json: bool, no_center_crop: bool | None, **
     given = {k: v for k, v in flags.items() if v is not None}
     if "dataset" in given and given["dataset"] != DEMO_RUN.dataset:
         given.setdefault("samples", None)
-        given.setdefault("name", given["dataset"].split(":", 1)[0])
+    if "expert_preset" in given and "router_preset" not in given:
+        from paris_node.data.prepare import consistent_router
+
+        fit = consistent_router(given["expert_preset"])  # UsageError for an unknown preset
+        if fit is not None:
+            given["router_preset"] = fit
     spec = dataclasses.replace(DEMO_RUN, **given)
+    if spec != DEMO_RUN and "name" not in given:  # only the demo run is called 'demo'
+        spec = dataclasses.replace(spec, name=spec.dataset.split(":", 1)[0])
+    spec.validate()
+    from paris_node.data.prepare import resolve_models
+
+    resolve_models(spec)  # an inconsistent run is refused before any data is read or written
     home = state.home.ensure()
     identity = None if spec == DEMO_RUN else load_or_create(home.identity_path)
     run_id, _ = build_run(spec, home, identity)
     m = load_run(home, run_id)
+    _remember(home, run_id)
     summary = {
         "run_id": run_id,
         "name": m.name,
@@ -90,6 +101,26 @@ def init_command(state: CliState, as_json: bool, no_center_crop: bool | None, **
     click.echo(run_id)
 
 
+def _remember(home, run_id: str) -> None:
+    """The home's run is now this one (what `start`, `fetch`, `status`, `sample` use without --run)."""
+    from paris_node.node.homestate import node_running, read_swarm, write_swarm
+
+    pid = node_running(home)
+    if pid is not None and read_swarm(home).run not in (None, run_id):
+        click.echo(f"  (not made this home's run: the node running here, PID {pid}, trains another)", err=True)
+        return
+    write_swarm(home, run=run_id)
+
+
+def _load(home, run: str):
+    """A run held in this home, by id; 'demo' means the built-in demo run (built here if needed)."""
+    from paris_node.data.manifest import load_run
+    from paris_node.node.session import check_run_arg, demo_run
+
+    check_run_arg(run, "RUN")
+    return demo_run(home.ensure()) if run == "demo" else load_run(home, run)
+
+
 @main.group("data")
 def data_group() -> None:
     """Look at a run's data: its partition and manifest."""
@@ -98,17 +129,18 @@ def data_group() -> None:
 @data_group.command("preview")
 @home_option
 @click.argument("run")
-@click.option("-o", "--output", default="clusters.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--output", default="clusters.png", show_default=True, type=click.Path(dir_okay=False), help="PNG to write."
+)
 @click.option("--per-row", default=8, show_default=True, type=click.IntRange(1, 64), help="Images per cluster.")
 @click.pass_obj
 def preview_command(state: CliState, run: str, output: str, per_row: int) -> None:
     """Write a PNG with a row of sample images per expert cluster and the cluster sizes."""
-    from paris_node.data.manifest import load_run
     from paris_node.data.prepare import shard_path
     from paris_node.data.preview import write_preview
     from paris_node.data.shards import ShardDataset
 
-    m = load_run(state.home, run)
+    m = _load(state.home, run)
     try:
         shards = [ShardDataset(shard_path(state.home, s.train.cid)) for s in m.shards]
     except BlockNotFound as e:
@@ -123,7 +155,5 @@ def preview_command(state: CliState, run: str, output: str, per_row: int) -> Non
 @click.pass_obj
 def show_command(state: CliState, run: str) -> None:
     """Print a run manifest (verified) as JSON."""
-    from paris_node.data.manifest import load_run
-
-    m = load_run(state.home, run)
+    m = _load(state.home, run)
     click.echo(json.dumps({"run_id": m.run_id, **m.record.unsigned(), "sig": m.record.sig}, indent=2))

@@ -20,14 +20,14 @@ import errno
 import json
 import os
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from paris_node import fsutil
 from paris_node.content.cid import DAG_PB, IDENTITY, RAW, CidInfo, block_links, parse_cid, verify_block
-from paris_node.content.errors import BlockNotFound, CorruptDag, StoreFull
+from paris_node.content.errors import BlockMismatch, BlockNotFound, BlockTooLarge, CorruptDag, StoreFull
 
 __all__ = ["Blockstore", "atomic_write"]
 
@@ -36,19 +36,23 @@ STALE_TMP_S = 600.0  # gc leaves younger temp files alone: another process may b
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
-    """Write chunks to `path` atomically (temp file in the same folder, fsync, os.replace); returns bytes written.
-
-    On any failure the temp file is removed and `path` is untouched; ENOSPC becomes StoreFull.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    return _write_and_replace(fd, tmp, path, chunks, os.replace)
+    """`fsutil.atomic_write` of chunks (returns bytes written) with a full disk reported as StoreFull."""
+    try:
+        return fsutil.atomic_write(path, chunks)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise StoreFull(f"disk full while writing {path}: free some space (try `paris-node gc`) and retry") from e
+        raise
 
 
 def _write_and_replace(
     fd: int, tmp: str, path: Path, chunks: Iterable[bytes | memoryview], replace: Callable[[str, Path], None]
 ) -> int:
-    """Fill the open temp file `fd`, fsync and close it, then `replace(tmp, path)`; on failure remove `tmp`."""
+    """A block put: fill the open temp file `fd`, fsync, then `replace(tmp, path)` (under the store lock).
+
+    Not `fsutil.atomic_write`: the temp name is registered for gc before the file exists, and the folder fsync
+    is batched by `Blockstore.sync()` instead of paid per block.
+    """
     total = 0
     try:
         try:
@@ -160,6 +164,30 @@ class Blockstore:
             return self._path(info).read_bytes()
         except FileNotFoundError:
             raise BlockNotFound(f"block {cid} is not in the local store") from None
+
+    def block_file(self, cid: str) -> Path | None:
+        """The file holding a block's bytes (None if absent): a raw block that is a whole file can be hard-linked
+        from it. Read-only use: writing to it would corrupt the store."""
+        path = self._path(cid)
+        return path if path.is_file() else None
+
+    def verify(self, repair: bool = False) -> list[str]:
+        """Re-hash every stored block; returns the CIDs (raw, v1) of those whose bytes no longer match.
+
+        With `repair`, those blocks are deleted, so the next fetch of a DAG that needs them gets them again
+        (their pins stay; `missing_blocks` names them).
+        """
+        bad = []
+        for cid in self.cids():
+            try:
+                verify_block(cid, self._path(cid).read_bytes())
+            except FileNotFoundError:
+                continue  # removed meanwhile (gc)
+            except (BlockMismatch, BlockTooLarge):
+                bad.append(cid)
+                if repair:
+                    self.delete(cid)
+        return bad
 
     def has(self, cid: str) -> bool:
         info = parse_cid(cid)

@@ -13,13 +13,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from paris_node.content import dagpb
 from paris_node.content.blockstore import Blockstore, atomic_write
-from paris_node.content.cid import MAX_BLOCK_SIZE, decode_cid_bytes, parse_cid, verify_block
-from paris_node.content.dag import walk_dag
+from paris_node.content.cid import (
+    DAG_PB,
+    IDENTITY,
+    MAX_BLOCK_SIZE,
+    cid_from_bytes,
+    decode_cid_bytes,
+    parse_cid,
+    verify_block,
+)
+from paris_node.content.dag import missing_blocks, walk_dag
 from paris_node.content.dagpb import read_varint, varint
 from paris_node.content.errors import BlockTooLarge, CorruptDag, MalformedCid, TruncatedStream
 
-__all__ = ["CarDecoder", "car_header", "iter_car", "read_car", "write_car"]
+__all__ = ["CarDecoder", "car_header", "import_car", "iter_car", "read_car", "scope_cids", "write_car"]
 
 MAX_HEADER = 64 * 1024
 _SECTION_OVERHEAD = 128  # CID bytes + slack on top of a block
@@ -44,13 +53,101 @@ def car_header(roots: list[str]) -> bytes:
     return varint(len(body)) + body
 
 
-def iter_car(store: Blockstore, root: str, dedupe: bool = True) -> Iterator[bytes]:
-    """CARv1 of the DAG in DFS order as byte pieces. A block missing mid-way ends the iteration with
+SCOPES = ("block", "entity", "all")
+ByteRange = tuple[int, int | None]  # (from, to) as in `entity-bytes=from:to`; to None = `*`; negatives from the end
+
+
+def _unixfs(store: Blockstore, cid: str) -> tuple[dagpb.PBNode, dagpb.UnixFSData] | None:
+    """The dag-pb node and its UnixFS data, or None for a raw block or a dag-pb node without UnixFS data."""
+    if parse_cid(cid).codec != DAG_PB:
+        return None
+    node = dagpb.decode_pbnode(store.get(cid))
+    return (node, dagpb.decode_unixfs(node.data)) if node.data is not None else None
+
+
+def entity_size(store: Blockstore, root: str) -> int | None:
+    """The byte length of the file at `root` (raw block or UnixFS file), None if it is not a file."""
+    if parse_cid(root).codec != DAG_PB:
+        return len(store.get(root))
+    fs = _unixfs(store, root)
+    if fs is None or fs[1].type not in (dagpb.UNIXFS_FILE, dagpb.UNIXFS_RAW):
+        return None
+    node, data = fs
+    return data.filesize if data.filesize is not None else len(data.data) + sum(data.blocksizes)
+
+
+def resolve_range(rng: ByteRange, size: int) -> tuple[int, int] | None:
+    """`entity-bytes` as an inclusive [lo, hi] inside a `size`-byte entity; None if nothing of it is inside."""
+    lo, hi = rng
+    lo = size + lo if lo < 0 else lo
+    hi = size - 1 if hi is None else (size + hi if hi < 0 else hi)
+    lo, hi = max(lo, 0), min(hi, size - 1)
+    return (lo, hi) if lo <= hi else None
+
+
+def _range_cids(store: Blockstore, cid: str, lo: int, hi: int, depth: int = 0) -> Iterator[str]:
+    """The blocks needed to verify bytes [lo, hi] of the file node `cid` (offsets relative to it), DFS order."""
+    if depth > 32:
+        raise CorruptDag(f"DAG deeper than 32 levels at {cid}")
+    yield cid
+    fs = _unixfs(store, cid)
+    if fs is None:
+        return
+    node, data = fs
+    if data.blocksizes and len(data.blocksizes) != len(node.links):
+        raise CorruptDag(f"{cid}: {len(node.links)} links but {len(data.blocksizes)} blocksizes")
+    off = len(data.data)
+    for link, size in zip(node.links, data.blocksizes, strict=False):
+        if off + size > lo and off <= hi:  # the child's bytes [off, off+size) meet [lo, hi]
+            child = cid_from_bytes(link.cid)
+            yield from _range_cids(store, child, max(lo - off, 0), min(hi - off, size - 1), depth + 1)
+        off += size
+
+
+def scope_cids(
+    store: Blockstore, root: str, scope: str = "all", entity_bytes: ByteRange | None = None
+) -> Iterator[str]:
+    """The CIDs a CAR of `root` carries for `dag-scope` / `entity-bytes` (trustless gateway spec), DFS order.
+
+    block: the root only. entity: a whole file (raw or UnixFS), or just the root of anything else (a
+    directory is enumerated by its root block). all: the whole DAG. `entity-bytes` implies entity and keeps
+    only the blocks needed to verify that byte range of a file (ignored for non-files; a range wholly
+    outside the file gives the root block only).
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"dag-scope must be one of {', '.join(SCOPES)}")
+    if entity_bytes is not None:
+        size = entity_size(store, root)
+        if size is None:
+            scope, entity_bytes = "entity", None
+        else:
+            span = resolve_range(entity_bytes, size)
+            yield from [root] if span is None else _range_cids(store, root, *span)
+            return
+    if scope == "block":
+        yield root
+    elif scope == "entity" and entity_size(store, root) is None:
+        yield root  # not a file: the block that enumerates it
+    else:
+        yield from walk_dag(store, root)
+
+
+def iter_car(
+    store: Blockstore,
+    root: str,
+    dedupe: bool = True,
+    scope: str = "all",
+    entity_bytes: ByteRange | None = None,
+) -> Iterator[bytes]:
+    """CARv1 of the DAG (or of the part `scope` / `entity_bytes` select) in DFS order as byte pieces. Identity
+    CIDs are never included (their bytes are in the CID). A block missing mid-way ends the iteration with
     BlockNotFound after what was already yielded (the gateway turns this into a truncated response)."""
     yield car_header([root])
     seen: set[bytes] = set()
-    for cid in walk_dag(store, root):
+    for cid in scope_cids(store, root, scope, entity_bytes):
         info = parse_cid(cid)
+        if info.mh_code == IDENTITY:
+            continue
         if dedupe:
             if info.multihash in seen:
                 continue
@@ -59,6 +156,26 @@ def iter_car(store: Blockstore, root: str, dedupe: bool = True) -> Iterator[byte
         cid_b = info.binary
         yield varint(len(cid_b) + len(data)) + cid_b
         yield data
+
+
+def import_car(store: Blockstore, path: str | os.PathLike, pin: bool = True) -> tuple[list[str], int, list[str]]:
+    """Read a CARv1 file into the store, every block verified against its CID before it is stored.
+
+    Returns (roots, blocks stored, CIDs still missing under the roots). Roots are pinned when `pin`. A
+    tampered block raises BlockMismatch and a cut-off file TruncatedStream; blocks before it stay (verified).
+    """
+    stored = 0
+    with open(path, "rb") as f:
+        roots, blocks = read_car(f)
+        for cid, block in blocks:  # read_car verified the bytes against the CID
+            store.put_local(cid, [block])
+            stored += 1
+    store.sync()
+    missing = [c for r in roots for c in missing_blocks(store, r)]
+    if pin:
+        for r in roots:
+            store.pin(r)
+    return roots, stored, missing
 
 
 def write_car(store: Blockstore, root: str, out: str | os.PathLike | BinaryIO) -> int:

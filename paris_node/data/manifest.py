@@ -32,8 +32,8 @@ from paris_node.data.runspec import (  # noqa: F401  (re-exported: the node impo
     parse_manifest,
     spec_from_manifest,
 )
-from paris_node.data.shards import atomic_write_bytes
 from paris_node.errors import SchemaError, UsageError
+from paris_node.fsutil import atomic_write
 from paris_node.home import Home
 from paris_node.identity import Identity
 from paris_node.records import RunPayload, SignedRecord, decode_record, sign_record
@@ -85,7 +85,7 @@ def build_run(
 
 
 def _save_local(home: Home, run_id: str, data: bytes) -> None:
-    atomic_write_bytes(home.runs_dir / run_id / MANIFEST_FILE, data)
+    atomic_write(home.runs_dir / run_id / MANIFEST_FILE, data)
 
 
 def load_run(home: Home, run_id: str) -> RunManifest:

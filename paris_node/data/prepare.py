@@ -24,8 +24,9 @@ from paris_node.data.embedders import get_embedder
 from paris_node.data.partition import partition
 from paris_node.data.runspec import ExpertShards, FileRef, RunSpec
 from paris_node.data.shards import FORMAT as SHARD_FORMAT
-from paris_node.data.shards import atomic_write_bytes, write_shard
+from paris_node.data.shards import write_shard
 from paris_node.errors import UsageError
+from paris_node.fsutil import atomic_write
 from paris_node.home import Home
 
 log = logging.getLogger(__name__)
@@ -46,17 +47,42 @@ def store_for(home: Home) -> Blockstore:
     return Blockstore(home.blocks_dir)
 
 
+def consistent_router(expert: str) -> str | None:
+    """The router preset that sees what expert preset `expert` sees (same latent and shape); same name first."""
+    from paris_node.models.presets import ROUTER_PRESETS, expert_preset
+
+    cfg = expert_preset(expert)
+    fits = [n for n, r in ROUTER_PRESETS.items() if (r.latent, r.latent_shape) == (cfg.latent, cfg.latent_shape)]
+    return expert if expert in fits else (fits[0] if fits else None)
+
+
 def resolve_models(spec: RunSpec) -> tuple[int, str, str]:
-    """(resolution, text encoder, latent space) from the expert preset, checked against the spec."""
+    """(resolution, text encoder, latent space) from the expert preset, checked against the spec.
+
+    The router must see exactly what the experts see (latent space and shape): a run whose router preset does
+    not fit would fail at its router's first step, so it is refused here, naming the preset that fits.
+    """
     from paris_node.models.presets import expert_preset, router_preset
 
     cfg = expert_preset(spec.expert_preset)
-    router_preset(spec.router_preset)  # UsageError for an unknown name
+    rcfg = router_preset(spec.router_preset)  # UsageError for an unknown name
+    if spec.experts > 1 and (rcfg.latent, rcfg.latent_shape) != (cfg.latent, cfg.latent_shape):
+        fit = consistent_router(spec.expert_preset)
+        fix = f"use --router-preset {fit} (or leave --router-preset out)" if fit else "choose another --preset"
+        raise UsageError(
+            f"--router-preset {spec.router_preset!r} sees {rcfg.latent} {'x'.join(map(str, rcfg.latent_shape))} "
+            f"but expert preset {spec.expert_preset!r} trains on {cfg.latent} "
+            f"{'x'.join(map(str, cfg.latent_shape))}: {fix}"
+        )
     resolution = spec.resolution if spec.resolution is not None else cfg.image_size
     if resolution != cfg.image_size:
+        from paris_node.models.presets import EXPERT_PRESETS
+
+        sized = [n for n, c in EXPERT_PRESETS.items() if c.image_size == resolution]
+        fix = f"use --preset {sized[0]} for {resolution} px" if sized else "drop --resolution"
         raise UsageError(
             f"--resolution {resolution}: expert preset {spec.expert_preset!r} trains on {cfg.image_size} px images; "
-            "drop --resolution or pick a preset of that size"
+            f"{fix} (or drop --resolution to follow the preset)"
         )
     text = spec.text_encoder or cfg.text_encoder
     m = re.fullmatch(r"hash:(\d+)x(\d+)", text)
@@ -96,7 +122,7 @@ def prepare_data(spec: RunSpec, resolution: int, home: Home, store: Blockstore) 
     shutil.rmtree(staging, ignore_errors=True)
     try:
         centroid_path = staging / "centroids.safetensors"
-        atomic_write_bytes(centroid_path, part.to_bytes({"embedder": spec.embedder, "experts": str(spec.experts)}))
+        atomic_write(centroid_path, part.to_bytes({"embedder": spec.embedder, "experts": str(spec.experts)}))
         centroids = _store(store, centroid_path, spec.cid_profile)
         shards = []
         for k in range(spec.experts):

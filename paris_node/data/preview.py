@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from paris_node.data.runspec import RunManifest
-from paris_node.data.shards import ShardDataset, atomic_write_bytes
+from paris_node.data.shards import ShardDataset
+from paris_node.fsutil import atomic_write
 
 LABEL_WIDTH = 150
 PAD = 4
@@ -46,5 +47,5 @@ def write_preview(manifest: RunManifest, shards: list[ShardDataset], out: str | 
     buf = io.BytesIO()
     preview_image(manifest, shards, per_row).save(buf, format="PNG")
     out = Path(out)
-    atomic_write_bytes(out, buf.getvalue())
+    atomic_write(out, buf.getvalue())
     return out

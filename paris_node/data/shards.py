@@ -27,23 +27,9 @@ from paris_node.canonical import canonical_json
 from paris_node.data.images import to_uint8_chw
 from paris_node.data.tensorfile import NUMPY_OF, read_header, safetensors_bytes
 from paris_node.errors import UsageError
+from paris_node.fsutil import atomic_write
 
 FORMAT = "paris-node/shard/v1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder, fsync, rename: never a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def shard_bytes(
@@ -91,7 +77,7 @@ def write_shard(
 ) -> int:
     """Write a shard atomically to `path`; returns its size in bytes."""
     data = shard_bytes(items, indices, latents=latents, meta=meta)
-    atomic_write_bytes(Path(path), data)
+    atomic_write(Path(path), data)
     return len(data)
 
 

@@ -104,7 +104,8 @@ CLIP_L14 = "clip:openai/clip-vit-large-patch14"
 # B/2, XL/2: Paris scales, in SD-VAE latent space (256 px -> 4x32x32) with CLIP ViT-L/14 text (77x768).
 EXPERT_PRESETS: dict[str, ExpertConfig] = {
     "tiny": ExpertConfig("tiny", 3, 16, 2, 64, 2, 4, 64, 16, "hash:64x16"),
-    "small": ExpertConfig("small", 3, 32, 4, 128, 4, 4, 128, 16, "hash:128x16"),
+    # small: the CPU demo. 16 px with patch 2 (64 tokens); see docs/models.md for the steps-to-quality evidence.
+    "small": ExpertConfig("small", 3, 16, 2, 128, 4, 4, 128, 16, "hash:128x16"),
     "B/2": ExpertConfig("B/2", 4, 32, 2, 768, 12, 12, 768, 77, CLIP_L14, latent="sd-vae"),
     "XL/2": ExpertConfig("XL/2", 4, 32, 2, 1152, 28, 16, 768, 77, CLIP_L14, latent="sd-vae"),
 }
@@ -112,7 +113,7 @@ EXPERT_PRESETS: dict[str, ExpertConfig] = {
 ROUTER_PRESETS: dict[str, RouterConfig] = {
     "tiny": RouterConfig("tiny", 3, 16, 2, 64, 2, 4),
     # small: sized like Paris (B/2 router : XL/2 expert = 0.21x) so routing adds ~20% to an expert call.
-    "small": RouterConfig("small", 3, 32, 4, 64, 3, 4),
+    "small": RouterConfig("small", 3, 16, 2, 64, 3, 4),
     "B/2": RouterConfig("B/2", 4, 32, 2, 768, 12, 12, latent="sd-vae"),
 }
 

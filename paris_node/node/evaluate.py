@@ -1,8 +1,9 @@
 """Held-out scores of a checkpoint, computed the same way by the publisher and by every fetcher.
 
 Experts: the flow-matching (or epsilon) loss on the cluster's validation shard at fixed seeds, and the loss
-of the zero predictor on the very same draws. Their ratio is what a run's `val_loss_threshold` bounds: a
-checkpoint that predicts worse than "nothing" (random or garbage weights) is rejected, whatever its step.
+of the zero predictor on the very same draws. Their ratio must beat "nothing" (1.0) by the selection margin
+(node/selection.py: the run's `val_loss_threshold` if below 1.0, else 0.9): random, garbage or all-zero weights
+are rejected, whatever step they claim.
 Router: cross-entropy on every cluster's validation shard against log K, the uniform guess.
 """
 
@@ -16,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from paris_node.checkpoint import load_model
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec, codec_spec
-from paris_node.training.checkpoint import load_model
 from paris_node.training.losses import T_SCALE, interpolate, objective_of, training_losses
 
 EVAL_SEED = 20251003  # fixed so that publisher and fetchers compute the same number

@@ -11,23 +11,30 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from safetensors import SafetensorError
 
+from paris_node.checkpoint import CONFIG, FOR_SAMPLING, FORMAT_VERSION, CheckpointFormatError, manifest_entries
+from paris_node.checkpoint.format import select
 from paris_node.content.blockstore import Blockstore
-from paris_node.content.dag import export_file, iter_file
+from paris_node.content.dag import iter_file
+from paris_node.content.exchange_client import PenaltyBox
 from paris_node.data.manifest import RunManifest
 from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
 from paris_node.errors import ParisError, RecordError, UsageError
+from paris_node.fsutil import atomic_replace_dir, staging_dir
 from paris_node.home import Home
 from paris_node.identity import peer_id_from_public, public_from_node_id
 from paris_node.models.presets import ExpertConfig, RouterConfig, expert_preset, router_preset
 from paris_node.node import cache
 from paris_node.node.evaluate import Score, score_checkpoint
 from paris_node.node.publish import sha256_file
+from paris_node.node.repair import drop_bad_blocks
+from paris_node.node.selection import Held, LeaseHistory, SelectionRules, check_score, choose, plan, rules_for_run
 from paris_node.node.verify import (
     Candidate,
     Rejected,
@@ -38,9 +45,8 @@ from paris_node.node.verify import (
     check_publisher,
     check_rollback,
     check_val_loss,
-    order_candidates,
 )
-from paris_node.records import DOCUMENT_CAP, ROUTER_JOB, decode_record
+from paris_node.records import DOCUMENT_CAP, ROUTER_JOB, decode_record, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,26 @@ def expected_config(manifest: RunManifest, job: str) -> dict:
     return {"kind": "expert", "model": run_expert_config(manifest).to_dict()}
 
 
+def run_selection_rules(manifest: RunManifest) -> SelectionRules:
+    """The selection rules of node/selection.py for this run (publishers, threshold, step budget)."""
+    t = manifest.training
+    steps = int(t["steps"]) if "steps" in t else None
+    every = int(t["publish_every_steps"]) if "publish_every_steps" in t else None
+    return rules_for_run(manifest.publishers, manifest.val_loss_threshold, steps, every)
+
+
+def held_of(info: dict | None) -> Held | None:
+    """The held checkpoint of a cache info (its manifest's issue time bounds how far a successor may be)."""
+    if info is None:
+        return None
+    try:
+        issued = int(json.loads(info["record"])["issued_ms"]) if info.get("record") else 0
+    except (ValueError, KeyError, TypeError):
+        issued = 0
+    ratio = info.get("val_ratio")
+    return Held(step=int(info["step"]), issued_ms=issued, ratio=None if ratio is None else float(ratio))
+
+
 def signer_peer(node_id: str) -> str:
     """A publisher's libp2p peer id: the same Ed25519 key, so the signer itself is always a provider to try."""
     return peer_id_from_public(public_from_node_id(node_id))
@@ -83,9 +109,15 @@ class CheckpointFetcher:
         manifest: RunManifest,
         fetch: FetchFn,
         providers: Callable[[str], list[str]] = lambda cid: [],
+        *,
+        history: LeaseHistory | None = None,
+        rules: SelectionRules | None = None,
     ):
         self.home, self.store, self.manifest = home, store, manifest
         self._fetch, self._providers = fetch, providers
+        self.history = LeaseHistory() if history is None else history  # who held which lease, as seen here
+        self.rules = run_selection_rules(manifest) if rules is None else rules
+        self.penalty = PenaltyBox()  # signers whose candidates failed: skipped until their back-off runs out
         self._datasets: dict[int, ShardDataset] = {}
 
     # ------------------------------------------------------------------ scoring
@@ -105,7 +137,10 @@ class CheckpointFetcher:
         """The signer first (it published the checkpoint), then whoever announces the checkpoint's manifest."""
         return list(dict.fromkeys([signer_peer(signer), *self._providers(cid)]))
 
-    def verify(self, cand: Candidate, job: str, staging: Path, held: int | None) -> Verdict:
+    def verify(
+        self, cand: Candidate, job: str, staging: Path, held: int | None, roles: Iterable[str] = FOR_SAMPLING
+    ) -> Verdict:
+        """Check one candidate, installing the files of `roles` (checkpoint/format.py) into `staging`."""
         ptr = cand.body
         verdict = Verdict(job=job, signer=cand.signer, step=ptr.step, manifest_cid=ptr.manifest_cid)
         try:
@@ -122,19 +157,25 @@ class CheckpointFetcher:
             except RecursionError:  # json nests by recursion: a peer's "[[[[..." must be a verdict, not a crash
                 raise Rejected("manifest: JSON nested too deeply") from None
             body = check_manifest(cand.pointer, record, self.manifest.run_id, job)
-            for name, meta in sorted(body.files.items()):
-                self._get(meta["cid"], cand.signer, name, providers_of=ptr.manifest_cid)
-                out = staging / name
-                export_file(self.store, meta["cid"], out)  # re-verifies every block while writing
-                check_file(name, sha256_file(out), out.stat().st_size, meta)
+            if body.format != FORMAT_VERSION:
+                raise Rejected(f"checkpoint format {body.format}; this node reads {FORMAT_VERSION}: update paris-node")
             try:
-                config = json.loads((staging / "config.json").read_text())
+                entries = manifest_entries(body.files)
+            except CheckpointFormatError as e:
+                raise Rejected(str(e)) from None
+            for name, entry in sorted(select(entries, roles).items()):  # only what this use needs
+                self._get(entry.cid, cand.signer, name, providers_of=ptr.manifest_cid)
+                out = staging / name
+                cache.install_file(self.store, entry, out)  # link or verified export of the stored blocks
+                check_file(name, sha256_file(out), out.stat().st_size, body.files[name])
+            try:
+                config = json.loads((staging / CONFIG).read_text())
             except (ValueError, RecursionError) as e:
                 raise Rejected(f"config.json is not JSON: {e}") from None
             check_config(config, expected_config(self.manifest, job))
             try:
                 score = self.score(staging, job)
-            except UsageError as e:  # weights that do not fit the config
+            except (UsageError, CheckpointFormatError) as e:  # weights that do not fit the config, or no safetensors
                 raise Rejected(str(e)) from None
             except SafetensorError as e:  # not safetensors at all (a pickle, garbage): never loaded any other way
                 raise Rejected(f"model.safetensors is not a safetensors file: {e}") from None
@@ -159,48 +200,107 @@ class CheckpointFetcher:
             raise Rejected(f"{what} {cid[:16]}...: no provider answered in time") from None
 
     # ------------------------------------------------------------------ a job
-    def fetch_job(self, job: str, candidates: list[Candidate]) -> tuple[Verdict | None, list[Verdict]]:
-        """Try candidates best first; install the first that verifies. Returns (accepted, all verdicts)."""
+    def held_intact(self, job: str, roles: Iterable[str]) -> bool:
+        """The installed copy of `job` has the files of `roles` and every byte still matches its manifest."""
+        inst = cache.read_installed(self.home, self.manifest.run_id, job)
+        if inst is None or not set(roles) <= inst.roles:
+            return False
+        problems = cache.check(cache.job_dir(self.home, self.manifest.run_id, job), inst)
+        if problems:
+            log.warning("%s: the installed copy is damaged (%s); repairing it", job, "; ".join(problems))
+            for entry in inst.files.values():  # a hard-linked file shares its bytes with the store's block
+                drop_bad_blocks(self.store, entry.cid)
+        return not problems
+
+    def fetch_job(
+        self,
+        job: str,
+        candidates: list[Candidate],
+        history: LeaseHistory | None = None,
+        roles: Iterable[str] = FOR_SAMPLING,
+    ) -> tuple[Verdict | None, list[Verdict]]:
+        """Select by measurement (node/selection.py): plan, verify the few planned, install the best that passes.
+
+        Returns (accepted, verdicts); skipped candidates get a verdict too, with why they were not evaluated.
+        """
+        history = self.history if history is None else history
+        installed = cache.read_installed(self.home, self.manifest.run_id, job)
+        roles = set(roles) | (installed.roles if installed else set())  # a repair keeps what was held
         info = cache.read_info(self.home, self.manifest.run_id, job)
-        held = None if info is None else int(info["step"])
-        verdicts: list[Verdict] = []
-        for cand in order_candidates(candidates):
-            if info is not None and cand.body.manifest_cid == info["manifest_cid"]:
-                v = Verdict(
-                    job,
-                    cand.signer,
-                    cand.body.step,
-                    info["manifest_cid"],
-                    ok=True,
-                    reason="already held",
-                    val_loss=info.get("val_loss"),
-                )
-                return v, [*verdicts, v]
-            with cache.Staging(self.home, self.manifest.run_id, job) as stage:
-                v = self.verify(cand, job, stage.path, held)
-                verdicts.append(v)
+        held = held_of(info)
+        banned = [c.signer for c in candidates if self.penalty.is_banned(c.signer)]
+        chosen = plan(candidates, job, self.rules, history, now_ms(), held=held, penalised=banned)
+        verdicts = [
+            Verdict(job, c.signer, c.body.step, c.body.manifest_cid, reason=f"skipped: {why}", extra={"skipped": True})
+            for c, why in chosen.skipped
+        ]
+        if chosen.skipped:
+            log.info("%s: skipped %d candidate(s) without downloading them", job, len(chosen.skipped))
+        passed: list[tuple[Candidate, float, cache.Staging | None, Verdict]] = []
+        with ExitStack() as stack:
+            for cand, _tier in chosen.evaluate:
+                if (
+                    info is not None
+                    and cand.body.manifest_cid == info["manifest_cid"]
+                    and self.held_intact(job, roles)  # re-verified, else repaired below
+                ):
+                    v = Verdict(
+                        job,
+                        cand.signer,
+                        cand.body.step,
+                        info["manifest_cid"],
+                        ok=True,
+                        reason="already held",
+                        val_loss=info.get("val_loss"),
+                    )
+                    ratio = held.ratio if held is not None and held.ratio is not None else 1.0
+                    passed.append((cand, ratio, None, v))
+                    continue
+                stage = stack.enter_context(cache.Staging(self.home, self.manifest.run_id, job))
+                v = self.verify(cand, job, stage.path, None if held is None else held.step, roles)
+                if v.ok:
+                    try:
+                        check_score(float(v.extra["ratio"]), self.rules, held)
+                    except Rejected as e:
+                        v.ok, v.reason = False, str(e)
                 if not v.ok:
+                    verdicts.append(v)
+                    self.penalty.penalise(cand.signer)
                     log.info("rejected %s step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
                     continue
-                info = {
-                    "job": job,
-                    "step": v.step,
-                    "signer": v.signer,
-                    "manifest_cid": v.manifest_cid,
-                    "val_loss": v.val_loss,
-                    "val_ratio": v.extra.get("ratio"),
-                    "record": v.extra.get("manifest"),
-                }
-                stage.commit(info)
-                return v, verdicts
-        return None, verdicts
+                passed.append((cand, float(v.extra["ratio"]), stage, v))
+            best = choose([(c, r) for c, r, _, _ in passed], self.rules)
+            accepted = None
+            for cand, _, stage, v in passed:
+                if cand is not best:
+                    v.ok, v.reason = False, "passed, but another candidate scored better"
+                    verdicts.append(v)
+                    continue
+                accepted = v
+                verdicts.append(v)
+                if stage is not None:
+                    stage.commit(
+                        {
+                            "job": job,
+                            "step": v.step,
+                            "signer": v.signer,
+                            "manifest_cid": v.manifest_cid,
+                            "val_loss": v.val_loss,
+                            "val_ratio": v.extra.get("ratio"),
+                            "record": v.extra.get("manifest"),
+                        }
+                    )
+        return accepted, verdicts
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:
     """Copy a cached checkpoint folder (without fetched.json) to where a trainer can resume from it."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(cache.INFO_FILE))
-    shutil.rmtree(dst, ignore_errors=True)
-    tmp.rename(dst)
-    return dst
+    tmp = staging_dir(dst)
+    try:
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(cache.INFO_FILE, ".*"), dirs_exist_ok=True)
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # hard-linked cache files are read-only; the trainer's copy is its own
+        return atomic_replace_dir(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from paris_node.checkpoint import FOR_TRAINING, CheckpointFolder
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import missing_blocks
 from paris_node.data.manifest import RunManifest
@@ -32,9 +33,10 @@ from paris_node.node.fetcher import (
     run_router_config,
     signer_peer,
 )
-from paris_node.node.publish import CheckpointPublisher
-from paris_node.node.verify import Candidate, Verdict
+from paris_node.node.publish import CheckpointPublisher, published_manifest
+from paris_node.node.verify import Candidate
 from paris_node.records import ROUTER_JOB
+from paris_node.sampling.preview import SampleRenderer, fixed_prompts
 from paris_node.training.router_trainer import LabelledClusters, train_router
 from paris_node.training.runtime import latest_checkpoint
 from paris_node.training.trainer import TrainConfig, train
@@ -54,6 +56,14 @@ class TrainOptions:
     threads: int | None = None
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where training continues from, and the manifest CID it continues (the next checkpoint's `parent`)."""
+
+    path: Path
+    parent: str | None
+
+
 class JobRunner:
     """`job_runner(job, stop, session)` for `swarm.runner.run_node`."""
 
@@ -61,6 +71,7 @@ class JobRunner:
         self.home, self.store, self.manifest, self.exchange, self.opts = home, store, manifest, exchange, opts
         self._fetcher: CheckpointFetcher | None = None
         self._fetcher_session = None
+        self.on_event = lambda name, data: None  # the node's events (`start --events json`): "took_over"
 
     # ------------------------------------------------------------------ helpers the steps use
     def providers(self, session, cid: str) -> list[str]:
@@ -84,6 +95,7 @@ class JobRunner:
                 self.manifest,
                 fetch=lambda cid, peers: self.exchange.fetch(cid, list(peers), deadline_s=300),
                 providers=lambda cid: self.providers(session, cid),
+                history=session.membership.history,  # lease owners this node saw: who may publish what
             )
             self._fetcher_session = session
         return self._fetcher
@@ -122,12 +134,17 @@ class JobRunner:
             log_every=10,
         )
 
-    def resume_point(self, session, job: str, out_dir: Path) -> Path | None:
-        """This node's own latest checkpoint, else the swarm's latest verified one (takeover), else None."""
+    def resume_point(self, session, job: str, out_dir: Path) -> Resume | None:
+        """This node's own latest checkpoint, else the best verified one any holder serves (takeover), else None.
+
+        A takeover fetches the `state` role too, so training continues exactly; the fetcher asks the pointer's
+        signer and every announced provider of the manifest (readers, standbys, a former owner), so a replica
+        serves it when its owner has gone.
+        """
         own = latest_checkpoint(out_dir)
         if own is not None:
             log.info("%s: resuming from this node's checkpoint %s", job, own)
-            return own
+            return Resume(own, published_manifest(own))
         from paris_node.swarm.membership import read_pointers
 
         try:
@@ -137,22 +154,28 @@ class JobRunner:
             return None
         if not pointers:
             return None
-        accepted, verdicts = self.fetcher(session).fetch_job(job, [Candidate(p) for p in pointers])
+        fetcher = self.fetcher(session)
+        accepted, verdicts = fetcher.fetch_job(job, [Candidate(p) for p in pointers], roles=FOR_TRAINING)
         for v in verdicts:
             if not v.ok:
                 log.info("%s: not resuming from step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
-        if accepted is None:  # the newest is gone with its owner: the copy this node mirrored, if any
-            info = cache.read_info(self.home, self.manifest.run_id, job)
-            if info is None:
+        held = cache.read_installed(self.home, self.manifest.run_id, job)
+        if accepted is None:  # the newest is gone with its owner: the copy this node holds, if intact
+            if held is None or not fetcher.held_intact(job, FOR_TRAINING):
                 return None
-            accepted = Verdict(job, info["signer"], int(info["step"]), info["manifest_cid"], ok=True)
-        cached = cache.job_dir(self.home, self.manifest.run_id, job)
-        if not (cached / "training_state.json").exists():
+        elif held is None or held.manifest_cid != accepted.manifest_cid:
+            return None
+        cached = CheckpointFolder(cache.job_dir(self.home, self.manifest.run_id, job))
+        if not cached.has_state:
             log.warning("%s: the latest checkpoint has no training state; starting from scratch", job)
             return None
-        log.info("%s: taking over from step %d (checkpoint %s)", job, accepted.step, accepted.manifest_cid)
+        log.info("%s: taking over from step %d (checkpoint %s)", job, held.step, held.manifest_cid)
+        self.on_event("took_over", {"job": job, "step": held.step, "cid": held.manifest_cid})
+        for cid in held.cids():  # a verified copy is served: the previous owner may be waiting for a holder
+            self.store.pin(cid)
+        session.announcer.provide([held.manifest_cid])
         out_dir.mkdir(parents=True, exist_ok=True)
-        return copy_checkpoint(cached, out_dir / f"takeover-{accepted.step:08d}")
+        return Resume(copy_checkpoint(cached.path, out_dir / f"takeover-{held.step:08d}"), held.manifest_cid)
 
     # ------------------------------------------------------------------ the job
     def __call__(self, job: str, stop: threading.Event, session) -> None:
@@ -175,10 +198,8 @@ class JobRunner:
         # ---- resume
         out_dir = self.home.work_dir / m.run_id / cache.job_dirname(job)
         resume = self.resume_point(session, job, out_dir)
-        parent = None
-        if resume is not None:
-            info = cache.read_info(self.home, m.run_id, job)
-            parent = info["manifest_cid"] if info and resume.name.startswith("takeover-") else None
+        parent = None if resume is None else resume.parent
+        start = None if resume is None else resume.path
 
         # ---- train, publishing in the background
         cfg = self.train_config(job)
@@ -190,15 +211,27 @@ class JobRunner:
             s = score_checkpoint(ckpt, val_sets, router=job == ROUTER_JOB, text_encoder=text)
             return {"val_loss": s.loss, "val_ratio": s.ratio}
 
+        # experts draw a few fixed-prompt samples per checkpoint, published with it (off the training loop)
+        sample = None if text is None else SampleRenderer(fixed_prompts(val_sets[0].captions), text, codec)
         publisher = CheckpointPublisher(
-            self.store, session.identity, m.run_id, job, announcer, m.cid_profile, score=score, parent=parent
+            self.store,
+            session.identity,
+            m.run_id,
+            job,
+            announcer,
+            m.cid_profile,
+            score=score,
+            parent=parent,
+            sample=sample,
         )
         if job == ROUTER_JOB:
             rcfg = run_router_config(m)
-            result = train_router(cfg, rcfg, LabelledClusters(train_sets), codec, out_dir, publisher, resume, stop)
+            result = train_router(cfg, rcfg, LabelledClusters(train_sets), codec, out_dir, publisher, start, stop)
         else:
-            result = train(cfg, run_expert_config(m), train_sets[0], text, codec, out_dir, publisher, resume, stop)
+            result = train(cfg, run_expert_config(m), train_sets[0], text, codec, out_dir, publisher, start, stop)
         announcer.set_status(step=result.step)
+        if sample is not None:
+            sample.close()
         if not stop.is_set():
             log.info("%s: reached step %d (the run's budget); serving checkpoints until stopped", job, result.step)
             stop.wait()

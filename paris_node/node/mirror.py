@@ -1,34 +1,66 @@
-"""Standbys keep verified copies of every job's latest checkpoint, so a crashed owner's work survives it.
+"""Replicas that outlive their owner: every node serves the verified copies it holds and tops up replication.
 
-An owner that dies with `kill -9` takes its content store with it; without a copy elsewhere, its successor
-would start over. While a node has no job, this thread fetches (with full verification, node/fetcher.py) the
-newest checkpoint of each job every `every_s` seconds, pins it, and announces itself as a provider; the copy
-it replaces is unpinned and withdrawn. What a crash can lose is the work since the last *mirrored* checkpoint.
+An owner that dies with `kill -9` or leaves takes its content store with it; without a copy elsewhere, its
+successor would start over. This thread:
+- at start, adopts the verified checkpoints already in the node's cache (a reader's `fetch`, a former owner's
+  or standby's mirror): re-checked against their manifests, pinned, announced as provided;
+- every `every_s` seconds, fetches (with full verification, node/fetcher.py, `state` included so training can
+  resume exactly) the newest checkpoint of each job: all of them on a standby; on an owner, only those with
+  fewer than the run's replication target of live holders (`training.replicas`, default 2), never its own job;
+- on a clean exit, `hand_off`: for each latest checkpoint this node is the only live holder of, it says so and
+  waits, bounded, for another node to fetch it (the exchange keeps serving meanwhile).
+The copy a newer one replaces is unpinned and withdrawn. What a crash can lose is the work since the last
+checkpoint held by anyone else.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import threading
+import time
 
+from paris_node.checkpoint import FOR_TRAINING
+from paris_node.content.dag import missing_blocks
 from paris_node.node import cache
 from paris_node.node.verify import Candidate
 from paris_node.swarm import keys
 
 log = logging.getLogger(__name__)
 
+DEFAULT_REPLICAS = 2  # holders of each job's latest checkpoint the swarm aims for
+DEFAULT_HANDOFF_WAIT_S = 60.0
 
-def checkpoint_cids(info: dict) -> list[str]:
-    """The manifest CID and file CIDs of an installed checkpoint (from its cache info)."""
-    files = json.loads(info["record"])["payload"]["files"] if info.get("record") else {}
-    return [info["manifest_cid"], *(f["cid"] for f in files.values())]
+
+def replication_target(manifest) -> int:
+    return int(manifest.training.get("replicas", DEFAULT_REPLICAS))
+
+
+def needs_copy(
+    holders: list[str], live: list[str], me: str, cid: str, target: int, standby: bool, own_job: bool
+) -> bool:
+    """Whether this node should fetch the checkpoint `cid` (pure: the decision, not the fetch).
+
+    Standbys copy everything (they have the CPU). Owners top up: of the live nodes not holding it, the
+    `target - holders` first in an order every node computes alike (sha256 of peer and CID) fetch it, so a
+    deficit of one does not send every owner downloading at once.
+    """
+    if own_job or me in holders:
+        return False
+    if standby:
+        return True
+    deficit = target - len(holders)
+    if deficit <= 0:
+        return False
+    others = sorted({*live, me} - set(holders), key=lambda p: hashlib.sha256(f"{p} {cid}".encode()).digest())
+    return me in others[:deficit]
 
 
 class Mirror:
-    def __init__(self, node, every_s: float):
-        self.node, self.every_s = node, every_s
+    def __init__(self, node, every_s: float, handoff_wait_s: float = DEFAULT_HANDOFF_WAIT_S):
+        self.node, self.every_s, self.handoff_wait_s = node, every_s, handoff_wait_s
         self.held: dict[str, list[str]] = {}  # job -> pinned CIDs of the copy we hold
+        self._adopted = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="paris-mirror", daemon=True)
 
@@ -40,31 +72,65 @@ class Mirror:
         self._stop.set()
         self._thread.join(timeout)
 
+    # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
             session = self.node.session
-            if session is None or session.membership.owned_job is not None:
-                continue  # owners spend their CPU on training
-            for job in keys.jobs_for(self.node.manifest.experts):
-                if self._stop.is_set() or session.membership.owned_job is not None:
+            if session is None:
+                continue
+            if not self._adopted:
+                self._adopted = True
+                self.adopt(session)
+            own = session.membership.owned_job
+            for job in keys.jobs_for(self.node.manifest.experts, router=self.node.manifest.experts > 1):
+                if self._stop.is_set():
                     break
                 try:
-                    self.mirror(session, job)
+                    self.mirror(session, job, standby=own is None, own_job=job == own)
                 except Exception as e:  # the swarm misbehaving must never stop the node
                     log.debug("mirroring %s failed: %s", job, e)
 
-    def mirror(self, session, job: str) -> None:
+    def adopt(self, session) -> None:
+        """Serve the verified copies already in the cache (fetched by `paris-node fetch`, or mirrored before)."""
+        m, store = self.node.manifest, self.node.store
+        for job, inst in cache.installed_jobs(self.node.home, m.run_id).items():
+            folder = cache.job_dir(self.node.home, m.run_id, job)
+            if any(missing_blocks(store, c) for c in inst.cids()) or cache.check(folder, inst):
+                continue  # not whole in the store, or damaged: `verify --repair` first
+            for cid in inst.cids():
+                store.pin(cid)
+            session.announcer.provide([inst.manifest_cid])
+            self.held[job] = inst.cids()
+            log.info("serving the copy of %s step %d held here (%s)", job, inst.step, inst.manifest_cid)
+
+    def _holders(self, session, cid: str) -> tuple[list[str], list[str]]:
+        """(live holders of `cid`, every live node's peer id)."""
+        from paris_node.swarm.membership import read_providers, read_statuses
+        from paris_node.swarm.report import live_holders
+
+        run = self.node.manifest.run_id
+        statuses = read_statuses(session.dht, run)
+        live = [r.body.peer for r in statuses if r.body.role != "offline"]
+        return live_holders(read_providers(session.dht, run, cid), statuses), live
+
+    def mirror(self, session, job: str, standby: bool = True, own_job: bool = False) -> None:
         from paris_node.swarm.membership import read_pointers
 
         m, store = self.node.manifest, self.node.store
         pointers = read_pointers(session.dht, m.run_id, job)
         if not pointers:
             return
-        accepted, _ = self.node.runner.fetcher(session).fetch_job(job, [Candidate(p) for p in pointers])
-        info = cache.read_info(self.node.home, m.run_id, job)
-        if accepted is None or info is None:
+        latest = max(pointers, key=lambda p: (p.body.step, p.issued_ms))
+        holders, live = self._holders(session, latest.body.manifest_cid)
+        me, cid = session.identity.peer_id, latest.body.manifest_cid
+        if not needs_copy(holders, live, me, cid, replication_target(m), standby, own_job):
             return
-        cids = checkpoint_cids(info)
+        fetcher = self.node.runner.fetcher(session)
+        accepted, _ = fetcher.fetch_job(job, [Candidate(p) for p in pointers], roles=FOR_TRAINING)
+        inst = cache.read_installed(self.node.home, m.run_id, job)
+        if accepted is None or inst is None:
+            return
+        cids = inst.cids()
         if self.held.get(job) == cids:
             return
         for cid in cids:
@@ -76,4 +142,53 @@ class Mirror:
             session.announcer.unprovide([old[0]])
         session.announcer.provide([cids[0]])
         self.held[job] = cids
-        log.info("mirrored %s step %d (%s)", job, accepted.step, cids[0])
+        log.info("mirrored %s step %d (%s); holders were %d", job, accepted.step, cids[0], len(holders))
+
+    # ------------------------------------------------------------------ leaving
+    def sole_holdings(self, session) -> dict[str, tuple[int, str]]:
+        """Jobs whose latest checkpoint only this node (among live holders) holds whole: job -> (step, CID)."""
+        from paris_node.swarm.membership import read_pointers
+
+        m, store, me = self.node.manifest, self.node.store, session.identity.peer_id
+        out = {}
+        for job in keys.jobs_for(m.experts, router=m.experts > 1):
+            pointers = read_pointers(session.dht, m.run_id, job)
+            if not pointers:
+                continue
+            latest = max(pointers, key=lambda p: (p.body.step, p.issued_ms)).body
+            if missing_blocks(store, latest.manifest_cid):
+                continue  # we do not hold it
+            others = [p for p in self._holders(session, latest.manifest_cid)[0] if p != me]
+            if not others:
+                out[job] = (latest.step, latest.manifest_cid)
+        return out
+
+    def hand_off(self, timeout_s: float | None = None) -> dict[str, tuple[int, str]]:
+        """Before a clean exit: wait (bounded) until each checkpoint only we hold has another holder.
+
+        Returns what is still held by this node alone when it gives up (empty when all were handed off).
+        """
+        session, wait = self.node.session, self.handoff_wait_s if timeout_s is None else timeout_s
+        if session is None or wait <= 0:
+            return {}
+        try:
+            alone = self.sole_holdings(session)
+            if not alone:
+                return {}
+            for job, (step, cid) in alone.items():
+                log.warning(
+                    "this node is the only holder of %s step %d (%s); waiting up to %.0f s for another holder "
+                    "(--handoff-wait)", job, step, cid, wait
+                )  # fmt: skip
+            deadline = time.monotonic() + wait
+            while alone and time.monotonic() < deadline:
+                time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))  # polling the DHT, bounded
+                alone = self.sole_holdings(session)
+            for job, (step, cid) in alone.items():
+                log.warning("leaving as the only holder of %s step %d (%s): it is lost", job, step, cid)
+            if not alone:
+                log.info("every checkpoint held here has another holder now")
+            return alone
+        except Exception as e:  # the DHT may be failing on the way out: leave anyway
+            log.warning("could not check who else holds our checkpoints: %s", e)
+            return {}

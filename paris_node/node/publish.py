@@ -7,29 +7,33 @@ checkpoint tries again: publishing is best effort, training is not interrupted b
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from paris_node.canonical import real
+from paris_node.checkpoint import FORMAT_VERSION, CheckpointFolder, FileEntry, manifest_entries
+from paris_node.checkpoint.format import ROLE_OF_FILE, safetensors_header, sha256_file
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import add_bytes, add_file
+from paris_node.fsutil import atomic_write
 from paris_node.identity import Identity
 from paris_node.records import CheckpointPayload, SignedRecord, sign_record
 
 log = logging.getLogger(__name__)
 
-CONFIG = "config.json"
+__all__ = ["CheckpointPublisher", "published_manifest", "sha256_file", "store_checkpoint"]
+
+PUBLISHED = ".published"  # hidden (never published): the manifest CID this folder was published as
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def published_manifest(ckpt_dir: Path) -> str | None:
+    """The manifest CID a local checkpoint folder was published as (a resume continues its parent chain)."""
+    try:
+        return (Path(ckpt_dir) / PUBLISHED).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def store_checkpoint(
@@ -43,19 +47,29 @@ def store_checkpoint(
     parent: str | None,
     profile: str,
 ) -> tuple[str, SignedRecord, list[str]]:
-    """Add every file of `ckpt_dir` (pinned) and the signed manifest; returns (manifest CID, record, file CIDs)."""
+    """Add the checkpoint's files (pinned) and the signed manifest; returns (manifest CID, record, file CIDs).
+
+    Only the format's files are published, each with its role (a `sample.png` preview when the folder has
+    one); the table is checked with the same strict reader fetchers use, so a publisher cannot sign what
+    every fetcher would reject. Other files (temporaries, notes) stay local.
+    """
+    folder = CheckpointFolder.at(ckpt_dir)
+    safetensors_header(folder.weights)
     files: dict[str, dict] = {}
-    for path in sorted(p for p in Path(ckpt_dir).iterdir() if p.is_file() and not p.name.startswith(".")):
+    for name, path in sorted(folder.files().items()):
         cid = add_file(store, path, profile, pin=True)
-        files[path.name] = {"cid": cid, "size": path.stat().st_size, "sha256": sha256_file(path)}
+        entry = FileEntry(name, ROLE_OF_FILE[name], cid, path.stat().st_size, sha256_file(path))
+        files[name] = entry.to_dict()
+    entries = manifest_entries(files)
     payload = CheckpointPayload(
         job=job,
         step=step,
         files=files,
-        config_sha256=files[CONFIG]["sha256"],
+        config_sha256=entries[folder.config.name].sha256,
         cid_profile=profile,
         parent=parent,
         metrics={k: real(v) for k, v in sorted(metrics.items())},
+        format=FORMAT_VERSION,
     )
     record = sign_record(identity, payload, run=run_id)
     manifest_cid = add_bytes(store, record.to_bytes(), profile, pin=True)
@@ -77,9 +91,11 @@ class CheckpointPublisher:
         score: Callable[[Path], dict[str, float]] | None = None,
         parent: str | None = None,
         keep: int = 2,
+        sample: Callable[[Path], object] | None = None,  # writes sample.png into the folder (sampling/preview.py)
     ):
         self.store, self.identity, self.run_id, self.job = store, identity, run_id, job
         self.announcer, self.profile, self.score, self.keep = announcer, profile, score, keep
+        self.sample = sample
         self.parent = parent
         self.history: list[tuple[str, list[str], int]] = []  # (manifest CID, file CIDs, step)
         self._lock = threading.Lock()
@@ -99,10 +115,16 @@ class CheckpointPublisher:
             values["samples_per_s"] = float(metrics["samples_per_s"])
         if self.score is not None:
             values.update(self.score(ckpt_dir))
+        if self.sample is not None:
+            self.sample(ckpt_dir)
         manifest_cid, _, file_cids = store_checkpoint(
             self.store, self.identity, self.run_id, self.job, ckpt_dir, step, values, self.parent, self.profile
         )
         self.parent = manifest_cid
+        try:
+            atomic_write(ckpt_dir / PUBLISHED, manifest_cid + "\n")
+        except OSError as e:  # the folder was pruned meanwhile: only the resume's parent link is lost
+            log.debug("could not mark %s as published: %s", ckpt_dir, e)
         self.history.append((manifest_cid, file_cids, step))
         # One provider record per checkpoint: fetchers ask the manifest's providers for its files too.
         self.announcer.provide([manifest_cid])

@@ -1,7 +1,8 @@
 """What makes a fetched checkpoint trustworthy: pure checks and the choice among candidates.
 
 The networked fetcher (node/fetcher.py) downloads and hands the pieces to these functions; every check here
-is a plain function of its inputs, unit-tested without a network. A failed check is a `Rejected` value with
+is a plain function of its inputs, unit-tested without a network. Which candidates are downloaded at all, and
+which one is installed, is node/selection.py's (protocol/selection.md). A failed check is a `Rejected` value with
 a reason a person can read, never an exception that could stop the node.
 """
 
@@ -46,11 +47,6 @@ class Verdict:
     reason: str = ""
     val_loss: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def order_candidates(candidates: list[Candidate]) -> list[Candidate]:
-    """Try the highest step first; ties go to the newer pointer, then the smaller signer (deterministic)."""
-    return sorted(candidates, key=lambda c: (-c.body.step, -c.body.seq, -c.pointer.issued_ms, c.signer))
 
 
 def check_publisher(policy: str | list[str], signer: str) -> None:

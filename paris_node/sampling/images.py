@@ -5,10 +5,8 @@ Latents become pixels through `paris_node.models.vae.LatentCodec.decode` (the id
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from PIL import Image
 from torch import Tensor
 
 from paris_node.errors import UsageError
+from paris_node.fsutil import atomic_write
 
 
 def to_pil(pixels: Tensor) -> list[Image.Image]:
@@ -51,16 +50,5 @@ def save_png(images: Sequence[Image.Image] | Image.Image, path: str | os.PathLik
     if path.suffix.lower() != ".png":
         raise UsageError(f"--out {path}: give a .png file name")
     image = images if isinstance(images, Image.Image) else make_grid(list(images), cols)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path

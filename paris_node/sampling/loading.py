@@ -1,7 +1,7 @@
 """Build an EnsembleSampler from checkpoint directories (the fetched cache), checking they belong together.
 
-This is the only part of `sampling/` that reads files; it goes through `training.checkpoint.load_model`
-(safetensors + JSON, never pickle).
+This is the only part of `sampling/` that reads files; it goes through `paris_node.checkpoint.load_model`
+(strictly checked safetensors + JSON, never pickle), so sampling does not depend on training.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def load_ensemble(
     a local path for the same CLIP model). Every mismatch (latent shape, text encoder, router classes) is a
     UsageError naming the directory, since it means the cache mixes runs or is incomplete.
     """
+    from paris_node.checkpoint import load_model
     from paris_node.models.presets import ExpertConfig, RouterConfig
     from paris_node.models.text import build_text_encoder
-    from paris_node.training.checkpoint import load_model
 
     if not expert_dirs:
         raise UsageError("no expert checkpoints to sample from; run `paris-node fetch --all` first")

@@ -75,6 +75,8 @@ class Announcer:
         unknown = set(fields) - {f for f in StatusPayload.__dataclass_fields__ if f not in ("peer", "version")}
         assert not unknown, f"unknown status fields {unknown}"
         with self._cond:
+            if all(k in self._status and self._status[k] == v for k, v in fields.items()):
+                return  # unchanged: the refresh timer re-publishes it in time (a standby polls every few s)
             self._status.update(fields)
             self._items["status"].due_ms = 0
             self._items["status"].generation += 1

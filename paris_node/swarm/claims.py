@@ -16,6 +16,12 @@ talking to each other:
   by rendezvous hash of (run, job, me): simultaneous joiners spread over different jobs and converge in about
   one settle round instead of one round per job, which "lowest free expert id first" would need.
 
+- Before any of this, `credible` drops leases a key generator could flood the job with: an `active` lease whose
+  holder does not serve the job (no live status naming it) once it is older than `serve_grace_ms`, a
+  `claiming` lease older than `claim_grace_ms` (a race lasts one settle), and foreign young leases beyond the
+  first `max_new_claimants` per job (first-seen order of the reader). Readers that keep watching (standbys,
+  owners) also clamp backdating of a lease they first saw while watching to `fresh_clamp_ms`.
+
 Clock assumption: node clocks agree within `skew_ms` (default 3 s; hivemind bootstrap refuses larger skew).
 The owner renews at TTL/3, so a live owner's lease never looks expired to a reader within that skew.
 """
@@ -53,6 +59,10 @@ class ClaimRules:
     skew_ms: int = 3_000
     bucket_ms: int = 2_000
     clamp_ms: int = 60_000  # how far before its first sighting a lease may say it started
+    fresh_clamp_ms: int = 15_000  # the same, for a lease first seen by a reader that was already watching
+    serve_grace_ms: int = 30_000  # an active lease must be backed by a serving status after this long
+    claim_grace_ms: int = 30_000  # a claiming lease older than this is a stalled (or flooding) claim
+    max_new_claimants: int = 4  # young foreign leases per job a reader considers (first seen first)
 
 
 DEFAULT_RULES = ClaimRules()
@@ -168,3 +178,42 @@ def still_owner(
     """After settling (and on every heartbeat): does `me` win `job`? False means withdraw / stop training."""
     winner = owners(leases, now_ms, run=run, first_seen=first_seen, rules=rules).get(job)
     return winner is not None and winner.holder == me
+
+
+def credible(
+    leases: Iterable[Lease],
+    now_ms: int,
+    *,
+    serving: Mapping[str, str | None] | None = None,
+    first_seen: Mapping[tuple[str, str, int], int] | None = None,
+    me: str | None = None,
+    rules: ClaimRules = DEFAULT_RULES,
+) -> list[Lease]:
+    """The leases worth counting: drops squatters and flood claims (module docstring). Own leases always count.
+
+    `serving` maps a node id to the job its live status says it trains (None: no such status); when it is
+    None itself (the caller read no statuses) the serving rule is not applied.
+    """
+    out, young = [], {}
+    for lease in leases:
+        if lease.holder == me:
+            out.append(lease)
+            continue
+        age = now_ms - effective_start(lease, first_seen, rules)
+        if lease.state == CLAIMING and age > rules.claim_grace_ms:
+            continue
+        if lease.state == ACTIVE and age > rules.serve_grace_ms:
+            if serving is None or serving.get(lease.holder) == lease.job:
+                out.append(lease)
+            continue
+        if lease.state == RELEASED:
+            out.append(lease)
+            continue
+        young.setdefault(lease.job, []).append(lease)
+    for group in young.values():
+        seen = first_seen or {}
+        group.sort(
+            key=lambda x: (seen.get((x.job, x.holder, x.lease_start_ms), now_ms), rank(x, "", first_seen, rules))
+        )
+        out.extend(group[: rules.max_new_claimants])
+    return out

@@ -18,9 +18,12 @@ import hivemind
 from hivemind.utils import get_dht_time
 
 from paris_node.errors import UsageError
+from paris_node.swarm import hivemind_patch
 from paris_node.swarm.validator import ParisValidator
 
 logger = logging.getLogger(__name__)
+
+READ_MARGIN = 2  # nodes beyond the replica set a read also asks (routing tables of peers differ slightly)
 
 _locks: dict[int, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -51,6 +54,10 @@ def start_dht(
     for maddr in initial_peers:
         if "/p2p/" not in maddr:
             raise UsageError(f"--join {maddr!r} lacks /p2p/<peer id>; copy the full address the other node printed")
+    try:
+        hivemind_patch.apply()  # before the DHT process forks: it must never trust a peer's reply shape
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
     proto = "ip6" if ":" in host else "ip4"
     validator = ParisValidator() if skew_ms is None else ParisValidator(skew_ms=skew_ms)
     deadline = time.monotonic() + startup_timeout
@@ -124,7 +131,11 @@ def store(dht: hivemind.DHT, key: str, subkey: str, value: bytes, expiration_s: 
 
 async def _get_many(_dht, node, keys: list[str]) -> dict:
     """Runs inside the DHT process: latest entries of each dictionary key as plain tuples."""
-    found = await node.get_many(keys, sufficient_expiration_time=float("inf"))
+    # The latest entries of every subkey live on the key's `num_replicas` nearest nodes (that is where stores go):
+    # a beam of those plus a margin finds them all, instead of a bucket-wide crawl that asks (and validates the
+    # replies of) every peer of a small swarm. `inf`: never stop at the first replica, whose view may be partial.
+    beam = max(3, node.num_replicas) + READ_MARGIN
+    found = await node.get_many(keys, sufficient_expiration_time=float("inf"), beam_size=beam)
     out = {}
     for key in keys:
         item = found.get(key)

@@ -26,13 +26,19 @@ from paris_node.swarm.claims import (
     ClaimRules,
     Lease,
     choose_job,
+    credible,
     may_claim,
     still_owner,
 )
 from paris_node.swarm.dht import dht_now_ms, get_many
+from paris_node.swarm.tenure import LeaseHistory, serving_of
 from paris_node.swarm.validator import decode_entry
 
 logger = logging.getLogger(__name__)
+
+
+FIRST_SEEN_CAP = 4096  # lease sightings kept before pruning the ones no longer in the DHT
+READ_RETRY_S = (0.5, 5.0)  # back-off after a failed swarm read: first wait, cap (and never over the poll)
 
 
 class SwarmUnavailable(ParisError):
@@ -57,8 +63,21 @@ def _read(dht: hivemind.DHT, key_kinds: dict[str, str], run: str, skew_ms: int) 
 
 
 def read_leases(dht: hivemind.DHT, run: str, jobs: list[str], skew_ms: int = DEFAULT_RULES.skew_ms) -> list[Lease]:
-    """Every verified lease on `jobs` (leases for jobs outside the run are never read)."""
-    entries = _read(dht, {keys.lease_key(run, job): "lease" for job in jobs}, run, skew_ms)
+    """Every verified, credible lease on `jobs` (claims.credible with the statuses read in the same DHT call):
+    what a short-lived reader (status, fetch) should decide from. Leases outside the run are never read."""
+    leases, serving = read_claims(dht, run, jobs, skew_ms)
+    return credible(leases, dht_now_ms(), serving=serving)
+
+
+def read_claims(
+    dht: hivemind.DHT, run: str, jobs: list[str], skew_ms: int = DEFAULT_RULES.skew_ms, *, statuses: bool = True
+) -> tuple[list[Lease], dict[str, str | None] | None]:
+    """Leases on `jobs` and (one DHT call) who serves which job by their statuses (None when not read)."""
+    wanted = {keys.lease_key(run, job): "lease" for job in jobs}
+    if statuses:
+        wanted[keys.status_key(run)] = "status"
+    entries = _read(dht, wanted, run, skew_ms)
+    serving = serving_of([e.record for e in entries.pop(keys.status_key(run), [])]) if statuses else None
     leases = []
     for group in entries.values():
         for entry in group:
@@ -74,7 +93,14 @@ def read_leases(dht: hivemind.DHT, run: str, jobs: list[str], skew_ms: int = DEF
                     issued_ms=entry.record.issued_ms,
                 )
             )
-    return leases
+    return leases, serving
+
+
+def read_history(dht: hivemind.DHT, run: str, jobs: list[str], history: LeaseHistory | None = None) -> LeaseHistory:
+    """`history` (or a new one) with the owners of `jobs` seen now: what a short-lived reader (fetch) knows."""
+    history = LeaseHistory() if history is None else history
+    history.observe(read_leases(dht, run, jobs), dht_now_ms(), run=run)
+    return history
 
 
 def read_statuses(dht: hivemind.DHT, run: str, skew_ms: int = DEFAULT_RULES.skew_ms) -> list[SignedRecord]:
@@ -131,6 +157,8 @@ class Membership:
         self.owned_job: str | None = None
         self.lost_event = threading.Event()
         self._first_seen: dict[tuple[str, str, int], int] = {}
+        self._started_ms = dht_now_ms()
+        self.history = LeaseHistory()  # owners seen by this node: the fetcher's eligibility evidence
         self._watch: threading.Thread | None = None
         self._watch_stop = threading.Event()
         self._on_loss: list[threading.Event] = []
@@ -138,10 +166,19 @@ class Membership:
     # -------------------------------------------------------------- reading
     def leases(self) -> list[Lease]:
         """Current verified leases, with our own lease as we last wrote it (a lagging read cannot drop it)."""
-        leases = read_leases(self.dht, self.run, self.jobs, self.rules.skew_ms)
+        leases, serving = read_claims(self.dht, self.run, self.jobs, self.rules.skew_ms)
         now = dht_now_ms()
+        # first-seen order by this reader: once it has watched a whole TTL, every live lease it had not seen was
+        # written since, so it may claim an earlier start by `fresh_clamp_ms` at most (instead of `clamp_ms`)
+        warm = now - self._started_ms > self.ttl_ms + self.rules.skew_ms
+        seen = now - self.rules.fresh_clamp_ms + self.rules.clamp_ms if warm else now
         for lease in leases:
-            self._first_seen.setdefault((lease.job, lease.holder, lease.lease_start_ms), now)
+            self._first_seen.setdefault((lease.job, lease.holder, lease.lease_start_ms), seen)
+        if len(self._first_seen) > 4 * FIRST_SEEN_CAP:  # forget sightings of leases no longer around
+            live = {(x.job, x.holder, x.lease_start_ms) for x in leases}
+            self._first_seen = {k: v for k, v in self._first_seen.items() if k in live}
+        leases = credible(leases, now, serving=serving, first_seen=self._first_seen, me=self.me, rules=self.rules)
+        self.history.observe(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
         mine = self.announcer.lease
         if mine is not None and self.announcer.lease_ok_ms:
             leases = [lease for lease in leases if not (lease.holder == self.me and lease.job == mine.job)]
@@ -173,12 +210,18 @@ class Membership:
         """Block until this node owns a job (returned) or `stop_event` is set (None). Standby meanwhile."""
         self.lost_event.clear()
         first = True
+        backoff = READ_RETRY_S[0]
         while not stop_event.is_set():
             try:
                 job = self._try_once(stop_event, first)
+                backoff = READ_RETRY_S[0]
             except SwarmUnavailable as e:
-                logger.info("swarm read failed (%s); retrying", e)
+                # capped exponential back-off: a swarm that does not answer must not be hammered by standbys
+                logger.info("swarm read failed (%s); retrying in %.1f s", e, backoff)
                 job = None
+                if stop_event.wait(backoff):
+                    return None
+                backoff = min(backoff * 2, READ_RETRY_S[1], max(self.poll, READ_RETRY_S[0]))
             first = False
             if job is not None:
                 self.owned_job = job
@@ -254,6 +297,12 @@ class Membership:
         if self._watch is not None and self._watch is not threading.current_thread():
             self._watch.join(timeout)
         self._watch = None
+
+    def release_with_reason(self, reason: str) -> None:
+        """Give up the owned job because it failed here: release the lease, say why in this node's status."""
+        self.owned_job = None
+        self.announcer.release_lease()
+        self.announcer.set_status(role="standby", job=None, error=reason)
 
     def release(self, timeout: float = 10.0) -> None:
         """Stop watching and withdraw our lease (and stop the announcer if we started it)."""

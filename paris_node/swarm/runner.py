@@ -21,6 +21,7 @@ from paris_node.swarm import keys
 from paris_node.swarm.announcer import Announcer
 from paris_node.swarm.claims import ClaimRules
 from paris_node.swarm.dht import join_command, start_dht, stop_dht, visible_maddrs
+from paris_node.swarm.lifeline import Lifeline
 from paris_node.swarm.membership import Membership, claim_target
 from paris_node.swarm.validator import MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL_S = 60.0  # a crashed owner's job is taken over within about a minute plus settle
 DEFAULT_SETTLE_S = 8.0  # covers DHT propagation on a slow link plus the claim jitter
+RETRY_FAILED_S = (30.0, 600.0)  # a job that failed is retried after 30 s, doubling up to 10 min
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ def run_node(
         startup_timeout=options.startup_timeout_s,
         skew_ms=options.skew_ms,
     )
+    lifeline = Lifeline().install(dht)  # the DHT process and its p2pd die with this process
     announcer = membership = prepared = None
     try:
         if prepare is not None:
@@ -182,6 +185,7 @@ def run_node(
         if on_session is not None:
             on_session(session)
         emit("standby", {})
+        retry_s = RETRY_FAILED_S[0]
         while not stop.is_set():
             job = membership.acquire(stop)
             if job is None:
@@ -189,7 +193,19 @@ def run_node(
             emit("owner", {"job": job})
             job_stop = stop.child()
             membership.also_set_on_loss(job_stop)
-            job_runner(job, job_stop, session)
+            try:
+                job_runner(job, job_stop, session)
+            except Exception as e:  # a job that cannot run never takes the node down
+                reason = f"{type(e).__name__}: {e}"[:300]
+                logger.error("%s failed: %s (the lease is released; retrying in %.0f s)", job, reason, retry_s)
+                logger.debug("%s failed", job, exc_info=True)
+                membership.stop_watch()
+                membership.release_with_reason(reason)
+                emit("failed", {"job": job, "error": reason, "retry_s": retry_s})
+                emit("standby", {})
+                stop.wait(retry_s)
+                retry_s = min(retry_s * 2, RETRY_FAILED_S[1])
+                continue
             membership.stop_watch()
             if membership.lost_event.is_set():
                 emit("lost", {"job": job})
@@ -202,3 +218,4 @@ def run_node(
             prepared.close()
         emit("stopped", {})
         stop_dht(dht)
+        lifeline.reap()

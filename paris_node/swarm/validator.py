@@ -15,19 +15,27 @@ and ties it to where it is stored:
   issue time plus its kind's maximum TTL plus the allowed clock skew (a replayed record cannot outlive it).
 
 Every node must run the same validator: records rejected here are neither stored nor returned by this node.
+
+Verdicts are remembered in a bounded cache keyed by the exact (key, subkey, value bytes, expiration): the same
+record returned by many peers is checked once, and a changed value (other bytes) is checked again. A verdict
+that depends on the clock (a record "from the future") is never cached.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 from hivemind.utils import MSGPackSerializer
 
-from paris_node.errors import RecordError
+from paris_node.errors import FutureRecord, RecordError
 from paris_node.identity import peer_id_from_public, public_from_node_id
 from paris_node.records import (
+    DHT_RECORD_CAP,
     LeasePayload,
     PointerPayload,
     ProviderPayload,
@@ -45,6 +53,39 @@ STATUS_MAX_TTL_MS = 600_000
 PROVIDER_MAX_TTL_MS = 6 * 3600_000
 POINTER_MAX_TTL_MS = 24 * 3600_000
 DEFAULT_SKEW_MS = 3_000  # hivemind bootstrap itself refuses peers with more skew than about this
+
+
+VERDICT_CACHE_SIZE = 8192  # entries; a verdict is ~100 bytes plus the value it is keyed by (<= 2 KB)
+
+
+class VerdictCache:
+    """A bounded, thread-safe LRU of verdicts (any value) keyed by exact bytes."""
+
+    def __init__(self, size: int = VERDICT_CACHE_SIZE):
+        self.size = size
+        self._data: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable) -> object | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+_entries = VerdictCache()  # decode_entry's verdicts in this process (readers decode what the DHT returned)
 
 
 class InvalidEntry(RecordError):
@@ -123,18 +164,45 @@ def decode_entry(
     """Decode and verify one entry read back from `key`; raise RecordError (logged by callers) if it is bad."""
     if not isinstance(value, (bytes, bytearray)):
         raise InvalidEntry(f"DHT value under {key} is {type(value).__name__}, not a record")
-    record = decode_record(bytes(value), kind=kind, run=run, max_skew_ms=skew_ms)
-    check_entry(record, subkey, expiration_s, key_ok=lambda k: k == key, skew_ms=skew_ms)
-    return Entry(record=record, subkey=subkey, expiration_s=expiration_s)
+    if not isinstance(subkey, str) or not isinstance(expiration_s, (int, float)):
+        raise InvalidEntry(f"DHT entry under {key} has a {type(subkey).__name__} subkey, not a node id")
+    cache_key = (key, subkey, bytes(value), float(expiration_s), kind, run, skew_ms)
+    verdict = _entries.get(cache_key)
+    if verdict is None:
+        try:
+            record = decode_record(bytes(value), kind=kind, run=run, max_skew_ms=skew_ms)
+            check_entry(record, subkey, expiration_s, key_ok=lambda k: k == key, skew_ms=skew_ms)
+            verdict = Entry(record=record, subkey=subkey, expiration_s=expiration_s)
+        except FutureRecord:
+            raise  # may be valid later: not cached
+        except RecordError as e:
+            verdict = e
+        _entries.put(cache_key, verdict)
+    if isinstance(verdict, RecordError):
+        raise verdict
+    return verdict
 
 
 class ParisValidator(RecordValidatorBase):
     """hivemind validator enforcing `check_entry` on every store and every value returned by a peer."""
 
-    def __init__(self, skew_ms: int = DEFAULT_SKEW_MS):
+    def __init__(self, skew_ms: int = DEFAULT_SKEW_MS, cache_size: int = VERDICT_CACHE_SIZE):
         self.skew_ms = skew_ms
+        self.cache = VerdictCache(cache_size)
 
     def validate(self, record: DHTRecord) -> bool:
+        if not isinstance(record.value, bytes) or len(record.value) > DHT_RECORD_CAP + 8:
+            return False  # over any paris record's size (msgpack adds 3 bytes): not worth parsing or caching
+        cache_key = (record.key, record.subkey, record.value, record.expiration_time)
+        verdict = self.cache.get(cache_key)
+        if verdict is None:
+            verdict = self._validate(record)
+            if verdict is not None:
+                self.cache.put(cache_key, verdict)
+        return verdict is True
+
+    def _validate(self, record: DHTRecord) -> bool | None:
+        """True / False, or None for a verdict that may change with the clock (not to be cached)."""
         try:
             subkey = MSGPackSerializer.loads(record.subkey)
             value = MSGPackSerializer.loads(record.value)
@@ -148,6 +216,9 @@ class ParisValidator(RecordValidatorBase):
                 key_ok=lambda k: keys.dht_key_id(k) == record.key,
                 skew_ms=self.skew_ms,
             )
+        except FutureRecord as e:
+            logger.debug("rejected DHT record for now: %s", e)
+            return None
         except Exception as e:  # any failure means reject; a peer's garbage must never raise into hivemind
             logger.debug("rejected DHT record: %s: %s", type(e).__name__, e)
             return False

@@ -152,7 +152,7 @@ def train_router(
                 hit = (logits.detach().argmax(-1) == labels).float()
                 correct.index_add_(0, bucket, hit)
                 count.index_add_(0, bucket, torch.ones_like(hit))
-            optimizer_step(state, cfg.clip, cfg.ema, per_step)
+            optimizer_step(state, cfg.clip, cfg.ema, per_step, cfg.lr, cfg.warmup)
             bar.update(1)
 
             stopping = any_rank_stopping(stop, d)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, defa
 from tqdm.auto import tqdm
 
 from paris_node.errors import UsageError
+from paris_node.fsutil import atomic_write
 from paris_node.training.checkpoint import STATE_JSON, WEIGHTS, load_training_state, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -182,12 +183,7 @@ def step_dir(out_dir: Path, step: int) -> Path:
 
 
 def write_latest(out_dir: Path, ckpt: Path) -> None:
-    tmp = out_dir / f".{LATEST}.tmp"
-    with open(tmp, "w") as f:
-        f.write(ckpt.name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out_dir / LATEST)
+    atomic_write(out_dir / LATEST, ckpt.name + "\n")
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
@@ -351,10 +347,24 @@ def setup_training(
     return TrainingState(model, train_model, ema, opt, step, samples_seen)
 
 
-def optimizer_step(state: TrainingState, clip: float, ema_target: float, samples: int) -> None:
-    """Finish a step whose micro-batches have run backward: clip (if clip > 0), step, clear grads, EMA, counters."""
+def lr_at(step: int, lr: float, warmup: int) -> float:
+    """The learning rate of optimizer step `step` (0-based): linear warm-up over `warmup` steps, then constant."""
+    return lr if warmup <= 0 else lr * min(1.0, (step + 1) / warmup)
+
+
+def optimizer_step(
+    state: TrainingState, clip: float, ema_target: float, samples: int, lr: float | None = None, warmup: int = 0
+) -> None:
+    """Finish a step whose micro-batches have run backward: clip (if clip > 0), step, clear grads, EMA, counters.
+
+    With `lr` given, the step's learning rate is `lr_at(step, lr, warmup)` (a function of the step alone, so a
+    resumed run follows the same schedule).
+    """
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+    if lr is not None:
+        for group in state.opt.param_groups:
+            group["lr"] = lr_at(state.step, lr, warmup)
     state.opt.step()
     state.opt.zero_grad(set_to_none=True)
     ema_update(state.ema, state.model, ema_decay(ema_target, state.step))

@@ -50,6 +50,7 @@ class TrainConfig:
     batch: int = 16
     grad_accum: int = 1
     lr: float = 1e-4
+    warmup: int = 0
     weight_decay: float = 0.0
     ema: float = 0.9999
     clip: float = 1.0
@@ -71,8 +72,8 @@ class TrainConfig:
             raise UsageError(f"--t-sampling {self.t_sampling!r}: use one of {T_SAMPLING}")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise UsageError(f"--objective {self.objective!r}: use one of {OBJECTIVES}")
-        if min(self.steps, self.batch, self.grad_accum, self.checkpoint_every) < 1:
-            raise UsageError("steps, batch, grad_accum and checkpoint_every must all be >= 1")
+        if min(self.steps, self.batch, self.grad_accum, self.checkpoint_every) < 1 or self.warmup < 0:
+            raise UsageError("steps, batch, grad_accum and checkpoint_every must all be >= 1, warmup >= 0")
 
     def checkpoints_at(self, step: int, stopping: bool) -> bool:
         """Checkpoint (and publish) every `checkpoint_every` steps, after the last step and when stopping."""
@@ -172,7 +173,7 @@ def train(
                         losses = training_losses(state.train_model, x0, t, text, text_mask, objective, noise=noise)
                     (losses["loss"] / cfg.grad_accum).backward()
                 meter.add(losses["loss"], x0.shape[0] * d.world)
-            optimizer_step(state, cfg.clip, cfg.ema, per_step)
+            optimizer_step(state, cfg.clip, cfg.ema, per_step, cfg.lr, cfg.warmup)
             bar.update(1)
 
             stopping = any_rank_stopping(stop, d)

@@ -31,6 +31,6 @@ def test_init_preview_show(tmp_path):
 
 def test_init_bad_input_is_one_clear_line(tmp_path):
     res = CliRunner().invoke(main, ["--home", str(tmp_path), "init", *SMALL, "--samples", "3"])
-    assert res.exit_code == 1 and "error:" in res.output and "too few" in res.output
+    assert res.exit_code == 2 and "error:" in res.output and "too few" in res.output  # usage errors exit 2
     res = CliRunner().invoke(main, ["--home", str(tmp_path), "data", "preview", "bafkreiabc"])
-    assert res.exit_code == 1 and "error:" in res.output
+    assert res.exit_code == 2 and "error:" in res.output

@@ -18,8 +18,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from paris_node.checkpoint import FORMAT_VERSION, CheckpointFormatError, sha256_file
+from paris_node.checkpoint.format import ROLE_OF_FILE
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.cid import DAG_PB, block_links, parse_cid
+from paris_node.content.dag import add_bytes, add_file
 from paris_node.data.manifest import RunManifest, RunSpec
 from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
@@ -30,7 +33,7 @@ from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node.publish import store_checkpoint
 from paris_node.node.verify import Candidate
-from paris_node.records import PointerPayload, SignedRecord, sign_record
+from paris_node.records import CheckpointPayload, PointerPayload, SignedRecord, sign_record
 from paris_node.training.router_trainer import LabelledClusters, train_router
 from paris_node.training.trainer import TrainConfig, train
 
@@ -143,11 +146,34 @@ def sign_pointer(
     return sign_record(identity, PointerPayload(job=job, manifest_cid=manifest_cid, step=step, seq=seq), run=run_id)
 
 
-def publish(run: TinyRun, identity: Identity, job: str, ckpt: Path, step: int, **metrics: float) -> Published:
-    """What an honest node (or a dishonest one with honest tooling) does: store_checkpoint + a signed pointer."""
-    cid, record, _ = store_checkpoint(
-        run.store, identity, run.run_id, job, ckpt, step, metrics, None, run.manifest.cid_profile
+def forge_manifest(run: TinyRun, identity: Identity, job: str, ckpt: Path, step: int) -> tuple[str, SignedRecord]:
+    """What a liar's own tooling signs: every file of `ckpt` with its role, none of the publisher's checks."""
+    files = {}
+    for path in sorted(p for p in ckpt.iterdir() if p.name in ROLE_OF_FILE):
+        cid = add_file(run.store, path, run.manifest.cid_profile, pin=True)
+        files[path.name] = {"cid": cid, "size": path.stat().st_size, "sha256": sha256_file(path)}
+        files[path.name]["role"] = ROLE_OF_FILE[path.name]
+    payload = CheckpointPayload(
+        job=job,
+        step=step,
+        files=files,
+        config_sha256=files["config.json"]["sha256"] if "config.json" in files else "0" * 64,
+        cid_profile=run.manifest.cid_profile,
+        format=FORMAT_VERSION,
     )
+    record = sign_record(identity, payload, run=run.run_id)
+    return add_bytes(run.store, record.to_bytes(), run.manifest.cid_profile, pin=True), record
+
+
+def publish(run: TinyRun, identity: Identity, job: str, ckpt: Path, step: int, **metrics: float) -> Published:
+    """What a node does: store_checkpoint + a signed pointer. A folder the honest publisher refuses to sign
+    (weights that are not safetensors) is signed anyway, as a dishonest node's own tooling would."""
+    try:
+        cid, record, _ = store_checkpoint(
+            run.store, identity, run.run_id, job, ckpt, step, metrics, None, run.manifest.cid_profile
+        )
+    except CheckpointFormatError:
+        cid, record = forge_manifest(run, identity, job, ckpt, step)
     return Published(cid, record, sign_pointer(identity, run.run_id, job, cid, step))
 
 

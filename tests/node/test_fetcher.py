@@ -26,16 +26,20 @@ from node_helpers import (
 )
 from safetensors.torch import load_file, save_file
 
+from paris_node.checkpoint import FOR_SAMPLING
 from paris_node.content.dag import add_bytes, walk_dag
 from paris_node.content.errors import FetchError
+from paris_node.content.exchange_client import PenaltyBox
 from paris_node.identity import Identity
 from paris_node.models.presets import expert_preset
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node import cache
 from paris_node.node.evaluate import expert_score, router_score
-from paris_node.node.fetcher import CheckpointFetcher, signer_peer
+from paris_node.node.fetcher import CheckpointFetcher, run_selection_rules, signer_peer
+from paris_node.node.selection import LeaseHistory
 from paris_node.node.verify import Candidate
 from paris_node.records import ROUTER_JOB, CheckpointPayload, SignedRecord, sign_record
+from paris_node.swarm.tenure import Tenure
 from paris_node.training.checkpoint import load_model
 
 HONEST = Identity.from_seed(b"h" * 32)
@@ -43,8 +47,20 @@ MALLORY = Identity.from_seed(b"m" * 32)
 EVE = Identity.from_seed(b"e" * 32)
 
 
-def fetcher_for(run, fh) -> CheckpointFetcher:
-    return CheckpointFetcher(fh.home, fh.store, run.manifest, fetch=fh.fetch)
+class _EveryoneHeldIt(LeaseHistory):
+    """Lease history in which every signer owns every job: these tests exercise the content checks, not
+    eligibility or the download budget (test_selection.py and the tests at the end of this file do)."""
+
+    def tenures(self, job: str) -> list[Tenure]:
+        return [Tenure(job, who.node_id, 0, 1 << 62) for who in (HONEST, MALLORY, EVE)]
+
+
+def fetcher_for(run, fh, **rules) -> CheckpointFetcher:
+    unbounded = dict(step_budget=None, max_candidates=64, per_signer=64)
+    selection = dataclasses.replace(run_selection_rules(run.manifest), **{**unbounded, **rules})
+    return CheckpointFetcher(
+        fh.home, fh.store, run.manifest, fetch=fh.fetch, history=_EveryoneHeldIt(), rules=selection
+    )
 
 
 def store_record(run, record: SignedRecord) -> str:
@@ -136,9 +152,12 @@ def test_malicious_candidates_are_rejected_and_the_honest_one_installed(tiny_run
     assert accepted.signer == HONEST.node_id and accepted.step == 10 and accepted.extra["ratio"] < 1.0
     folder = cache.job_dir(fh.home, run.run_id, job)
     assert {"config.json", "model.safetensors", "fetched.json"} <= {p.name for p in folder.iterdir()}
-    for name, meta in honest.record.body.files.items():
-        assert (folder / name).read_bytes() == (expert_ckpt / name).read_bytes()
-        assert (folder / name).stat().st_size == meta["size"]
+    for name, meta in honest.record.body.files.items():  # sampling needs weights + config, not the state
+        if meta["role"] in FOR_SAMPLING:
+            assert (folder / name).read_bytes() == (expert_ckpt / name).read_bytes()
+            assert (folder / name).stat().st_size == meta["size"]
+        else:
+            assert not (folder / name).exists() and meta["cid"] not in fh.fetch.fetched()
     info = json.loads((folder / "fetched.json").read_text())
     assert info["manifest_cid"] == honest.manifest_cid and info["step"] == 10 and info["signer"] == HONEST.node_id
     assert info["val_loss"] == pytest.approx(accepted.val_loss)
@@ -168,15 +187,17 @@ def test_the_signer_is_asked_first_and_blocks_are_checked_as_they_arrive(tiny_ru
     def providers(cid: str) -> list[str]:
         return [mirror] if cid == honest.manifest_cid else []
 
-    fetcher = CheckpointFetcher(fh.home, fh.store, run.manifest, fetch=fh.fetch, providers=providers)
+    fetcher = fetcher_for(run, fh)
+    fetcher._providers = providers
     accepted, _ = fetcher.fetch_job(EXPERT_JOB, [honest.candidate])
     assert accepted is not None and accepted.ok
     assert dict(fh.fetch.calls)[honest.manifest_cid] == [signer_peer(HONEST.node_id), mirror]
-    for meta in honest.record.body.files.values():
+    wanted = [m for m in honest.record.body.files.values() if m["role"] in FOR_SAMPLING]
+    for meta in wanted:
         assert dict(fh.fetch.calls)[meta["cid"]] == [signer_peer(HONEST.node_id), mirror]
     # the validation shard came through the same fetch function, and every block of the checkpoint is local
     assert run.manifest.shards[1].val.cid in fh.fetch.fetched()
-    for meta in honest.record.body.files.values():
+    for meta in wanted:
         assert all(fh.store.has(c) for c in walk_dag(fh.store, meta["cid"]))
 
 
@@ -192,6 +213,7 @@ def test_an_unreachable_checkpoint_is_rejected_not_raised(tiny_run, fetcher_home
             fh.fetch(cid, providers)
 
         fetcher._fetch = failing
+        fetcher.penalty = PenaltyBox()  # a fresh fetcher each time: the first failure penalises the signer
         accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [pub.candidate])
         assert accepted is None and not verdicts[0].ok and "manifest" in verdicts[0].reason
     assert cache.read_info(fh.home, run.run_id, EXPERT_JOB) is None and hidden_entries(fh, run) == []
@@ -243,7 +265,7 @@ def test_anti_rollback_and_already_held(tiny_run, fetcher_home, expert_ckpt, tmp
     fetcher = fetcher_for(run, fh)
     step20 = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=20)
     accepted, _ = fetcher.fetch_job(EXPERT_JOB, [step20.candidate])
-    assert accepted is not None and accepted.ok and cache.held_step(fh.home, run.run_id, EXPERT_JOB) == 20
+    assert accepted is not None and accepted.ok and cache.read_installed(fh.home, run.run_id, EXPERT_JOB).step == 20
 
     step10 = publish(run, HONEST, EXPERT_JOB, set_step(copy_ckpt(expert_ckpt, tmp_path / "s10"), 10), step=10)
     before = len(fh.fetch.calls)
@@ -254,13 +276,14 @@ def test_anti_rollback_and_already_held(tiny_run, fetcher_home, expert_ckpt, tmp
 
     accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [step10.candidate, step20.candidate])
     assert accepted is not None and accepted.ok and accepted.reason == "already held"
-    assert accepted.manifest_cid == step20.manifest_cid and len(verdicts) == 1  # step 20 first: no rollback try
+    assert accepted.manifest_cid == step20.manifest_cid
+    assert [v.reason for v in verdicts if not v.ok] == [verdicts[0].reason] and "skipped" in verdicts[0].reason
     assert len(fh.fetch.calls) == before
 
     step30 = publish(run, HONEST, EXPERT_JOB, set_step(copy_ckpt(expert_ckpt, tmp_path / "s30"), 30), step=30)
     accepted, _ = fetcher.fetch_job(EXPERT_JOB, [step20.candidate, step30.candidate])
     assert accepted is not None and accepted.step == 30 and accepted.reason == ""
-    assert cache.held_step(fh.home, run.run_id, EXPERT_JOB) == 30
+    assert cache.read_installed(fh.home, run.run_id, EXPERT_JOB).step == 30
     assert hidden_entries(fh, run) == []  # the replaced folder is gone, not left as .old
 
 
@@ -343,3 +366,70 @@ def test_held_out_scores_do_not_depend_on_the_global_rng():
         router = router_score(_Router(), [data[:3], data[3:]], _NoisyCodec())
         scores.append((expert, router))
     assert scores[0] == scores[1]
+
+
+# ---------------------------------------------------------------------------------------------- selection (trust)
+
+
+def zero_weights(ckpt):
+    """Every tensor zero: the model predicts nothing, so its val-loss ratio is exactly the zero predictor's 1.0."""
+    weights = load_file(str(ckpt / "model.safetensors"))
+    save_file({k: torch.zeros_like(v) for k, v in weights.items()}, str(ckpt / "model.safetensors"))
+    return ckpt
+
+
+def test_a_signer_never_seen_holding_the_lease_costs_no_download(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    history = LeaseHistory()
+    history.add(Tenure(EXPERT_JOB, HONEST.node_id, 0, 1 << 62))
+    honest = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    takeover = publish(run, MALLORY, EXPERT_JOB, expert_ckpt, step=20)  # a good checkpoint, but no lease
+    fetcher = CheckpointFetcher(fh.home, fh.store, run.manifest, fetch=fh.fetch, history=history)
+    accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [takeover.candidate, honest.candidate])
+    assert accepted is not None and accepted.manifest_cid == honest.manifest_cid
+    assert "was not seen holding" in verdicts[0].reason and verdicts[0].extra["skipped"]
+    assert takeover.manifest_cid not in fh.fetch.fetched()
+
+
+def test_the_frozen_job_attack_is_refused_and_its_signer_penalised(tiny_run, fetcher_home, expert_ckpt, tmp_path):
+    run, fh = tiny_run, fetcher_home
+    frozen = publish(run, MALLORY, EXPERT_JOB, zero_weights(copy_ckpt(expert_ckpt, tmp_path / "zero")), step=20)
+    honest = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    fetcher = fetcher_for(run, fh, step_budget=20)
+    accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [frozen.candidate, honest.candidate])
+    by_cid = {v.manifest_cid: v for v in verdicts}
+    assert by_cid[frozen.manifest_cid].extra["ratio"] == pytest.approx(1.0)
+    assert "does not beat the zero predictor" in by_cid[frozen.manifest_cid].reason
+    assert accepted is not None and accepted.manifest_cid == honest.manifest_cid
+    before = len(fh.fetch.calls)
+    again = publish(run, MALLORY, EXPERT_JOB, expert_ckpt, step=20)  # its next candidate waits out the penalty
+    _, verdicts = fetcher.fetch_job(EXPERT_JOB, [again.candidate])
+    assert "penalised" in verdicts[0].reason and len(fh.fetch.calls) == before
+    # past the budget: refused before any download
+    over = Candidate(sign_pointer(EVE, run.run_id, EXPERT_JOB, honest.manifest_cid, 1_000_002))
+    _, verdicts = fetcher.fetch_job(EXPERT_JOB, [over])
+    assert "step budget 20" in verdicts[0].reason and len(fh.fetch.calls) == before
+
+
+def test_pointer_spam_costs_at_most_the_budget_of_downloads(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    honest = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    sybils = [Identity.from_seed(bytes([200 + i]) * 32) for i in range(12)]
+    history = LeaseHistory()
+    history.add(Tenure(EXPERT_JOB, HONEST.node_id, 0, 1 << 62))  # the current owner
+    for who in sybils:  # the worst case: every sybil somehow counts as a past owner
+        history.add(Tenure(EXPERT_JOB, who.node_id, -1, 1))
+    junk = [add_bytes(run.store, f"junk {i}".encode(), run.manifest.cid_profile) for i in range(12)]
+    spam = [Candidate(sign_pointer(s, run.run_id, EXPERT_JOB, j, 19)) for s, j in zip(sybils, junk, strict=True)]
+    fetcher = CheckpointFetcher(fh.home, fh.store, run.manifest, fetch=fh.fetch, history=history)
+    fetcher.rules = dataclasses.replace(fetcher.rules, grace_ms=1 << 62)
+    accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [*spam, honest.candidate])
+    assert accepted is not None and accepted.manifest_cid == honest.manifest_cid  # the owner goes first
+    downloaded = set(fh.fetch.fetched()) & set(junk)
+    assert len(downloaded) == fetcher.rules.max_candidates - 1  # the rest of the budget, no more
+    skipped = [v for v in verdicts if v.extra.get("skipped")]
+    assert len(skipped) == len(spam) - len(downloaded) and all("budget of" in v.reason for v in skipped)
+    # the sybils that failed are penalised: the next fetch downloads other ones, never more than the budget
+    accepted, _ = fetcher.fetch_job(EXPERT_JOB, [*spam, honest.candidate])
+    assert accepted is not None and accepted.reason == "already held"
+    assert len(set(fh.fetch.fetched()) & set(junk)) == 2 * (fetcher.rules.max_candidates - 1)

@@ -16,10 +16,11 @@ import torch
 from safetensors.torch import save_file
 
 from paris_node.canonical import real
+from paris_node.checkpoint import CheckpointFormatError, manifest_entries
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import iter_file
 from paris_node.identity import Identity
-from paris_node.node.publish import CheckpointPublisher, store_checkpoint
+from paris_node.node.publish import CheckpointPublisher, published_manifest, store_checkpoint
 from paris_node.records import decode_record
 
 RUN = "bafkreirunidforpublishtests"
@@ -50,16 +51,23 @@ class RecordingAnnouncer:
         self.calls.append(("set_status", fields))
 
 
-def make_ckpt(root: Path, step: int, weights_seed: int = 0) -> Path:
+def make_ckpt(root: Path, step: int, weights_seed: int = 0, sample: bool = False) -> Path:
     """A checkpoint folder as the trainer writes it (weights, config, training state), tiny and model-free."""
     d = root / f"step-{step:08d}"
     d.mkdir(parents=True)
     g = torch.Generator().manual_seed(weights_seed)
     save_file({"w": torch.randn(4, 4, generator=g)}, str(d / "model.safetensors"))
     (d / "config.json").write_text(json.dumps({"kind": "expert", "model": {"name": "tiny"}, "step": step}))
+    save_file({"opt.m": torch.zeros(4, 4), "opt.v": torch.ones(4, 4)}, str(d / "training_state.safetensors"))
     (d / "training_state.json").write_text(json.dumps({"step": step}))
     (d / ".model.safetensors.tmp").write_text("a stray temp file is not published")
+    (d / "notes.txt").write_text("not a file of the checkpoint format: stays local")
+    if sample:
+        (d / "sample.png").write_bytes(b"\x89PNG\r\n\x1a\n preview")
     return d
+
+
+STATE = {"training_state.json", "training_state.safetensors"}
 
 
 @pytest.fixture
@@ -77,7 +85,14 @@ def test_store_checkpoint_adds_pins_and_signs_every_file(store, tmp_path):
     assert manifest_of(store, cid) == record and record.signer == ME.node_id
     body = record.body
     assert body.job == JOB and body.step == 10 and body.parent is None and body.cid_profile == PROFILE
-    assert set(body.files) == {"config.json", "model.safetensors", "training_state.json"}  # no hidden files
+    assert set(body.files) == {"config.json", "model.safetensors", *STATE}  # no hidden or foreign files
+    assert body.format == 2
+    assert {n: m["role"] for n, m in body.files.items()} == {
+        "config.json": "config",
+        "model.safetensors": "weights",
+        "training_state.json": "state",
+        "training_state.safetensors": "state",
+    }
     for name, meta in body.files.items():
         assert b"".join(iter_file(store, meta["cid"])) == (ckpt / name).read_bytes()
         assert meta["size"] == (ckpt / name).stat().st_size
@@ -173,3 +188,25 @@ def test_an_unreachable_dht_is_logged_and_does_not_raise(store, tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="paris_node.node.publish"):
         pub(make_ckpt(tmp_path, 10), 10, {"loss": 1.0})
     assert "DHT unreachable" in caplog.text
+
+
+def test_a_preview_png_is_published_with_the_sample_role(store, tmp_path):
+    _, record, _ = store_checkpoint(store, ME, RUN, JOB, make_ckpt(tmp_path, 10, sample=True), 10, {}, None, PROFILE)
+    assert record.body.files["sample.png"]["role"] == "sample"
+    assert manifest_entries(record.body.files)["sample.png"].role == "sample"
+
+
+def test_weights_that_are_not_safetensors_are_never_signed(store, tmp_path):
+    ckpt = make_ckpt(tmp_path, 10)
+    (ckpt / "model.safetensors").write_bytes(b"\x80\x04 a pickle, not safetensors")
+    with pytest.raises(CheckpointFormatError, match="not a valid safetensors file"):
+        store_checkpoint(store, ME, RUN, JOB, ckpt, 10, {}, None, PROFILE)
+    assert store.pins() == []
+
+
+def test_a_published_folder_remembers_its_manifest_for_the_next_resume(store, tmp_path):
+    pub = CheckpointPublisher(store, ME, RUN, JOB, RecordingAnnouncer(), PROFILE)
+    ckpt = make_ckpt(tmp_path, 10)
+    assert published_manifest(ckpt) is None
+    pub(ckpt, 10, {"loss": 1.0})
+    assert published_manifest(ckpt) == pub.history[-1][0]

@@ -10,7 +10,6 @@ import pytest
 from paris_node.identity import Identity
 from paris_node.node.verify import (
     MAX_FILES,
-    Candidate,
     Rejected,
     check_config,
     check_file,
@@ -18,7 +17,6 @@ from paris_node.node.verify import (
     check_publisher,
     check_rollback,
     check_val_loss,
-    order_candidates,
 )
 from paris_node.records import CheckpointPayload, LeasePayload, PointerPayload, sign_record
 
@@ -180,19 +178,3 @@ def test_val_loss_threshold():
     for bad in (1.0001, math.inf, math.nan):
         with pytest.raises(Rejected, match="worse than the run's threshold"):
             check_val_loss(bad, 1.0)
-
-
-# ---------------------------------------------------------------------------------------------- ordering
-
-
-def test_candidates_are_tried_highest_step_first_then_newest_then_by_signer():
-    low = Candidate(pointer(ALICE, step=5, seq=9))
-    high = Candidate(pointer(BOB, step=50, seq=1))
-    old = Candidate(pointer(ALICE, step=20, seq=1, issued_ms=1_000))
-    new_seq = Candidate(pointer(BOB, step=20, seq=2, issued_ms=1_000))
-    newer_time = Candidate(pointer(ALICE, step=20, seq=1, issued_ms=2_000))
-    order = order_candidates([low, old, new_seq, high, newer_time])
-    assert order == [high, new_seq, newer_time, old, low]
-    same = [Candidate(pointer(BOB, step=1, issued_ms=5)), Candidate(pointer(ALICE, step=1, issued_ms=5))]
-    assert [c.signer for c in order_candidates(same)] == sorted([ALICE.node_id, BOB.node_id])
-    assert order_candidates([]) == []

@@ -7,6 +7,7 @@ from paris_node.swarm.claims import (
     ClaimRules,
     Lease,
     choose_job,
+    credible,
     free_jobs,
     honoured,
     is_live,
@@ -101,3 +102,48 @@ def test_forced_claim_waits_while_taken_and_still_owner_detects_loss():
     both = taken + [L("expert/2", "me", T + 5000, state=CLAIMING)]
     assert not still_owner(both, "expert/2", T + 6000, "me", run=RUN, rules=R)
     assert still_owner(both, "expert/2", T + 6000, "other", run=RUN, rules=R)
+
+
+# ------------------------------------------------------------------------------------------------ sybil leases
+
+
+def sybils(n, job="expert/0", start=T, state=ACTIVE, issued=None):
+    return [L(job, f"sybil{i:04d}", start, state, issued=issued, ttl=600_000) for i in range(n)]
+
+
+def test_a_flood_of_active_leases_that_serve_nothing_does_not_squat_the_job():
+    now = T + 100_000
+    honest = L("expert/0", "honest", T, issued=now - 1000)
+    flood = sybils(1000, start=now - 90_000, issued=now - 1000)  # old, active, valid, and ground for the hash
+    serving = {"honest": "expert/0"}
+    kept = credible([honest, *flood], now, serving=serving, rules=R)
+    assert kept == [honest]
+    assert owners(kept, now, run=RUN, rules=R)["expert/0"].holder == "honest"
+    # the owner is killed: its lease expires, and the job is free for a standby at once, flood or not
+    later = T + 100_000 + 30_000 + 3001
+    kept = credible(flood, later, serving={}, me="standby", rules=R)
+    assert kept == [] and free_jobs(kept, JOBS, later, "standby", rules=R) == JOBS
+
+
+def test_stalled_claims_age_out_and_young_claimants_are_bounded_per_job():
+    now = T + 100_000
+    stalled = sybils(50, start=now - 31_000, state=CLAIMING, issued=now - 500)
+    young = sybils(50, start=now - 1_000, state=CLAIMING, issued=now - 500)
+    mine = L("expert/0", "me", now - 2_000, CLAIMING)
+    kept = credible([*stalled, *young, mine], now, serving={}, me="me", rules=R)
+    assert mine in kept and not set(stalled) & set(kept)
+    assert len([x for x in kept if x.holder != "me"]) == R.max_new_claimants
+    # first-seen order by the reader decides which young ones count, not a hash the flood could grind
+    first_seen = {(x.job, x.holder, x.lease_start_ms): now - 100 for x in young}
+    early = L("expert/0", "early-bird", now - 1_000, CLAIMING)
+    first_seen[(early.job, early.holder, early.lease_start_ms)] = now - 5_000
+    kept = credible([*young, early], now, serving={}, first_seen=first_seen, rules=R)
+    assert early in kept
+
+
+def test_without_statuses_the_serving_rule_is_not_applied():
+    now = T + 100_000
+    old = L("expert/0", "a", T, issued=now - 1000)
+    assert credible([old], now, serving=None, rules=R) == [old]
+    assert credible([old], now, serving={"a": "expert/1"}, rules=R) == []  # serves another job
+    assert credible([L("expert/0", "b", T, RELEASED, issued=now)], now, serving={}, rules=R)  # kept: says "free"

@@ -36,3 +36,21 @@ def test_report_joins_owner_status_and_newest_pointer():
     assert rep["standbys"] == [B.node_id]
     text = format_report(rep)
     assert "expert/0" in text and "free" in text and "standbys: z6Mk" in text
+
+
+def test_a_lease_flood_and_a_high_step_pointer_do_not_fool_the_report():
+    now = T + 100_000
+    honest = Lease("expert/0", A.node_id, T, 30, 30_000, ACTIVE, now - 1000)
+    flood_keys = [Identity.from_seed(bytes([60 + i]) * 32) for i in range(40)]
+    flood = [Lease("expert/0", k.node_id, T - 50_000, 0, 600_000, ACTIVE, now - 500) for k in flood_keys]
+    statuses = [sign_record(A, StatusPayload(role="expert", peer=A.peer_id, version="0", job="expert/0"), "r", now)]
+    pointers = {
+        "expert/0": [
+            sign_record(A, PointerPayload(job="expert/0", manifest_cid=CID, step=80, seq=1), "r", now),
+            sign_record(
+                B, PointerPayload(job="expert/0", manifest_cid="bafkreievil000", step=1_000_400, seq=0), "r", now
+            ),
+        ]
+    }
+    row = swarm_report("r", ["expert/0"], [honest, *flood], statuses, pointers, now)["jobs"][0]
+    assert row["owner"] == A.node_id and row["checkpoint_step"] == 80 and row["checkpoint"] == CID

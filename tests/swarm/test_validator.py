@@ -98,3 +98,47 @@ def test_decode_entry_checks_the_same_rules_for_readers():
     assert e.record.signer == A.node_id
     with pytest.raises(ValueError):
         decode_entry(key, B.node_id, signed(lease()), NOW / 1000 + 30, kind="lease", run="r1")
+
+
+def test_verdicts_are_cached_by_exact_bytes_and_changed_bytes_are_checked_again(monkeypatch):
+    import paris_node.swarm.validator as validator_mod
+
+    calls = []
+    real = validator_mod.decode_record
+    monkeypatch.setattr(validator_mod, "decode_record", lambda *a, **k: calls.append(1) or real(*a, **k))
+    v = ParisValidator(skew_ms=3000)
+    good = entry(keys.lease_key("r1", "expert/0"), A.node_id, signed(lease()))
+    for _ in range(5):  # the same record from five peers: checked once
+        assert v.validate(good)
+    assert len(calls) == 1 and v.cache.hits == 4
+    bad = entry(keys.lease_key("r1", "expert/0"), B.node_id, signed(lease()))  # someone else's subkey
+    assert not v.validate(bad) and not v.validate(bad) and len(calls) == 2  # a rejection is cached too
+    other_expiry = dataclasses.replace(good, expiration_time=good.expiration_time - 1)
+    assert v.validate(other_expiry) and len(calls) == 3  # another expiration: checked again
+    flipped = signed(lease()).replace(b'"claiming"', b'"active"')  # other bytes, same key: checked (and refused)
+    assert not v.validate(entry(keys.lease_key("r1", "expert/0"), A.node_id, flipped)) and len(calls) == 4
+
+
+def test_future_records_are_refused_but_not_remembered():
+    v = ParisValidator(skew_ms=3000)
+    future = sign_record(A, lease(), run="r1", issued_ms=now_ms() + 60_000).to_bytes()
+    rec = entry(keys.lease_key("r1", "expert/0"), A.node_id, future, (now_ms() + 60_000 + 30_000) / 1000)
+    assert not v.validate(rec) and not v.validate(rec)
+    assert v.cache.hits == 0  # refused each time by the check itself: once the clock catches up it may pass
+
+
+def test_oversized_values_are_refused_before_parsing():
+    v = ParisValidator(skew_ms=3000)
+    huge = entry(keys.lease_key("r1", "expert/0"), A.node_id, b"x" * (17 * 1024))
+    assert not v.validate(huge) and v.cache.misses == 0
+
+
+def test_decode_entry_caches_per_exact_entry():
+    key = keys.lease_key("r1", "expert/0")
+    value, exp = signed(lease()), NOW / 1000 + 30
+    first = decode_entry(key, A.node_id, value, exp, kind="lease", run="r1")
+    assert decode_entry(key, A.node_id, value, exp, kind="lease", run="r1") is first
+    with pytest.raises(Exception, match="run"):
+        decode_entry(key, A.node_id, value, exp, kind="lease", run="r2")  # another context: its own verdict
+    with pytest.raises(Exception, match="subkey"):
+        decode_entry(key, 12345, value, exp, kind="lease", run="r1")  # a non-string subkey from a peer

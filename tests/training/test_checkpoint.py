@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from paris_node.errors import UsageError
+from paris_node.checkpoint import CheckpointFormatError
 from paris_node.models.presets import build_expert, build_router, expert_preset, router_preset
 from paris_node.training.checkpoint import load_model, load_training_state, save_checkpoint
 
@@ -77,10 +77,10 @@ def test_failed_write_leaves_previous_checkpoint(tmp_path):
 def test_mismatched_weights_and_missing_state_are_usage_errors(tmp_path):
     cfg = router_preset("tiny")
     save_checkpoint(tmp_path / "c", build_router(cfg), {"kind": "router", "model": cfg.to_dict()})
-    with pytest.raises(UsageError, match="training state"):
+    with pytest.raises(CheckpointFormatError, match="training state"):
         load_training_state(tmp_path / "c")
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     config["model"]["depth"] = 3
     (tmp_path / "c" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UsageError, match="does not match"):
+    with pytest.raises(CheckpointFormatError, match="does not match"):
         load_model(tmp_path / "c")

@@ -1,0 +1,114 @@
+"""A malicious swarm member for the attack tests: its own DHT identity, joined to a live swarm.
+
+It writes only what any peer may write (records signed by keys it generates, values in its own DHT storage)
+and performs the attacks of issue 16: a takeover pointer at a huge step for a job it never held, pointer spam
+from sybil keys, a flood of valid sybil leases, and malformed DHT values served to every find.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+from hivemind.dht.routing import DHTID
+from hivemind.dht.storage import DictionaryDHTValue
+
+from paris_node.identity import Identity, load_or_create
+from paris_node.records import LeasePayload, PointerPayload, sign_record
+from paris_node.swarm import keys
+from paris_node.swarm.dht import dht_now_ms, start_dht, stop_dht, store
+
+
+def garbage_cid(seed: str, i: int) -> str:
+    """The i-th manifest CID nobody serves (the parent can list what the DHT process signed)."""
+    return "bafkrei" + hashlib.sha256(f"{seed}/{i}".encode()).hexdigest()[:52]
+
+
+class _Spam:
+    """Runs in the attacker's DHT process: sign and store records there (hivemind's pipe chokes on big calls).
+
+    kind "pointer": `n` pointers per job, each by a fresh key, naming garbage_cid(seed, i) at `step`;
+    kind "lease": `n` active leases on each job by fresh keys, backdated as far as readers allow.
+    """
+
+    def __init__(self, kind: str, run: str, jobs: list[str], n: int, step: int = 0, seed: str = ""):
+        self.kind, self.run, self.jobs, self.n, self.step, self.seed = kind, run, jobs, n, step, seed
+
+    async def __call__(self, _dht, node):
+        now = dht_now_ms()
+        entries, i = [], 0
+        for job in self.jobs:
+            for _ in range(self.n):
+                who = Identity.generate()
+                if self.kind == "pointer":
+                    body = PointerPayload(job=job, manifest_cid=garbage_cid(self.seed, i), step=self.step, seq=0)
+                    key, exp = keys.pointer_key(self.run, job), now / 1000 + 3600
+                else:
+                    body = LeasePayload(
+                        job=job, peer=who.peer_id, lease_start_ms=now - 59_000, seq=0, ttl_ms=600_000, state="active"
+                    )
+                    key, exp = keys.lease_key(self.run, job), (now + 600_000) / 1000
+                rec = sign_record(who, body, run=self.run, issued_ms=now)
+                entries.append((key, who.node_id, rec.to_bytes(), exp))
+                i += 1
+        stored = 0
+        for s in range(0, len(entries), 50):
+            ks, subs, vals, exps = zip(*entries[s : s + 50], strict=True)
+            done = await node.store_many(
+                list(ks), list(vals), list(exps), subkeys=list(subs), await_all_replicas=False
+            )
+            stored += sum(bool(v) for v in done.values())
+        return stored
+
+
+class _Poison:
+    """Runs in the attacker's DHT process: malformed dictionaries it will serve for `keys` (issue 16's TypeError)."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+
+    async def __call__(self, _dht, node):
+        from hivemind.utils import get_dht_time
+
+        storage = node.protocol.storage
+        for key in self.keys:
+            bad = DictionaryDHTValue()
+            bad.maxsize = "x"
+            storage.data.pop(DHTID.generate(key), None)  # replace whatever this replica holds for the key
+            super(type(storage), storage).store(DHTID.generate(key), bad, get_dht_time() + 3600)
+        return len(self.keys)
+
+
+class MaliciousPeer:
+    def __init__(self, root: Path, run: str, join: list[str]):
+        self.run = run
+        self.identity = load_or_create(root / "mallory.key")
+        self.stored = 0  # entries the last spam_pointers call got stored
+        self.dht = start_dht(root / "mallory.key", initial_peers=join)
+
+    def close(self) -> None:
+        stop_dht(self.dht)
+
+    def takeover_pointer(self, job: str, step: int = 1_000_400) -> None:
+        """A pointer signed by this identity for a job it never held, at a step far past any budget."""
+        now = dht_now_ms()
+        cid = garbage_cid("takeover", 0)
+        rec = sign_record(self.identity, PointerPayload(job=job, manifest_cid=cid, step=step, seq=0), self.run, now)
+        store(self.dht, keys.pointer_key(self.run, job), self.identity.node_id, rec.to_bytes(), now / 1000 + 3600)
+
+    def spam_pointers(self, jobs: list[str], per_job: int, step: int) -> list[str]:
+        """`per_job` pointers per job, each from a fresh key, naming manifests nobody serves; their CIDs."""
+        seed = secrets.token_hex(8)
+        self.stored = self.dht.run_coroutine(_Spam("pointer", self.run, jobs, per_job, step=step, seed=seed))
+        return [garbage_cid(seed, i) for i in range(per_job * len(jobs))]
+
+    def flood_leases(self, job: str, n: int) -> int:
+        """`n` valid active leases on `job` from fresh keys (about 1.9 KB each), backdated; how many were stored."""
+        return self.dht.run_coroutine(_Spam("lease", self.run, [job], n))
+
+    def poison(self, jobs: list[str]) -> int:
+        """Serve malformed dictionaries for the run's lease, pointer and status keys from now on."""
+        targets = [keys.status_key(self.run), *(keys.lease_key(self.run, j) for j in jobs)]
+        targets += [keys.pointer_key(self.run, j) for j in jobs]
+        return self.dht.run_coroutine(_Poison(targets))

@@ -1,0 +1,120 @@
+"""A malicious peer joined to a live swarm of real node processes (issue 16), one swarm for the whole module.
+
+Real `paris-node start` processes on 127.0.0.1 (p2pd, DHT, block exchange, training on the tiny preset): owners
+of expert/0, expert/1 and the router plus a standby. The attacker (tests/node/malicious_peer.py, its own DHT
+identity) then, all at once: publishes a pointer for a job it never held at step 1,000,400; spams 30 garbage
+pointers per job from sybil keys; floods expert/0 with 1,000 valid sybil leases; and serves malformed DHT
+values for every lease, pointer and status key. Honest nodes must keep training, `status` and `fetch --all`
+must keep working and pick the honest checkpoints without downloading the spam, and after a `kill -9` of
+expert/0's owner the standby must take the job over within TTL + settle (plus polling slack), from an honest
+checkpoint, and keep training it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from malicious_peer import MaliciousPeer
+from test_node_swarm import COMMON, TTL, Node, cli
+
+from paris_node.data.manifest import RunSpec, build_run
+from paris_node.home import Home
+from paris_node.identity import load_or_create
+from paris_node.swarm import keys
+
+pytestmark = [pytest.mark.swarm, pytest.mark.timeout(480)]
+BUDGET = 100_000
+SETTLE = 1.5
+TAKEOVER_S = TTL + SETTLE + 5 + 2 + 3 + 25  # TTL + settle + poll + jitter + skew, plus slack for 2 loaded cores
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attack")
+    spec = RunSpec(
+        name="attack", dataset="shapes:192", samples=192, experts=2, expert_preset="tiny", router_preset="tiny",
+        batch=8, lr=1e-3, ema=0.9, steps=BUDGET, publish_every_steps=10, fine_clusters=16,
+    )  # fmt: skip
+    home = Home(root / "a").ensure()
+    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    nodes: dict[str, Node] = {}
+    mallory = None
+    try:
+        nodes["a"] = Node("a", root / "a", "--run", run, *COMMON)
+        maddr = nodes["a"].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
+        for name in ("b", "c"):
+            nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
+        owners = {nodes[n].wait_line(r"owner of (\S+)", 120)[1]: n for n in ("a", "b", "c")}
+        assert sorted(owners) == ["expert/0", "expert/1", "router"]
+        nodes["d"] = Node("d", root / "d", "--run", run, "--join", maddr, *COMMON)
+        nodes["d"].wait_line(r"standby", 90)
+        ids = {n: nodes[n].wait_line(r"^node (z6Mk\w+)", 30)[1] for n in nodes}
+        for job, name in owners.items():  # an honest checkpoint of every job exists before the attack
+            nodes[name].wait_line(rf"published {job} step ([4-9]\d|\d{{3,}}):", 150)
+        jobs = keys.jobs_for(2)
+        mallory = MaliciousPeer(root, run, [maddr])
+        mallory.takeover_pointer("expert/0")
+        spam = mallory.spam_pointers(jobs, per_job=30, step=50)
+        assert mallory.stored >= 0.9 * len(spam)  # the attack really is in the DHT
+        assert mallory.flood_leases("expert/0", 1000) >= 900
+        assert mallory.poison(jobs) == 1 + 2 * len(jobs)
+        yield {"root": root, "run": run, "maddr": maddr, "nodes": nodes, "owners": owners, "ids": ids, "spam": spam}
+    finally:
+        if mallory is not None:
+            mallory.close()
+        for node in nodes.values():
+            node.kill()
+
+
+def test_status_and_fetch_keep_working_and_pick_the_honest_checkpoints(attacked):
+    s = attacked
+    report = cli(s["root"] / "reader", "status", "--run", s["run"], "--experts", "2", "--join", s["maddr"], "--json")
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = {r["job"]: r for r in json.loads(report.stdout)["jobs"]}
+    for job, name in s["owners"].items():
+        assert rows[job]["owner"] == s["ids"][name], (job, rows[job])  # not a flood key
+        assert rows[job]["checkpoint_step"] is None or rows[job]["checkpoint_step"] < 1_000_000
+
+    got = cli(s["root"] / "reader", "fetch", "--all", "--run", s["run"], "--join", s["maddr"], "--json")
+    assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-3000:]
+    verdicts = json.loads(got.stdout)["checkpoints"]
+    ok = {v["job"]: v for v in verdicts if v["verdict"] == "ok"}
+    assert sorted(ok) == ["expert/0", "expert/1", "router"]
+    for job, v in ok.items():
+        assert v["signer"] == s["ids"][s["owners"][job]] and v["step"] < 1_000_000
+    tried = [v for v in verdicts if v["verdict"] != "ok" and not v["reason"].startswith("skipped")]
+    assert not [v for v in tried if v["cid"] in s["spam"]], "a spam pointer was downloaded"
+    skipped = [v for v in verdicts if v["reason"].startswith("skipped")]
+    assert len(skipped) >= 3 * 30  # every spam pointer (and the takeover pointer) reported, none downloaded
+
+
+def test_standby_takes_over_a_crashed_owner_under_the_attack(attacked):
+    s = attacked
+    nodes, owners = s["nodes"], s["owners"]
+    victim = nodes[owners["expert/0"]]
+    survivors = [n for n in nodes.values() if n is not victim]
+    for n in survivors:
+        n.published()
+    marks = {n.name: len(n.seen) for n in survivors}
+    victim.kill()
+    t0 = time.monotonic()
+    successor = None
+    while successor is None and time.monotonic() < t0 + TAKEOVER_S + 60:
+        for n in survivors:
+            n.published()
+            for line in n.seen[marks[n.name] :]:
+                if re.search(r"owner of expert/0", line) and successor is None:
+                    successor = n
+        time.sleep(0.2)
+    took = time.monotonic() - t0
+    assert successor is not None, "nobody took over expert/0 (the lease flood or the DHT attack squats it)"
+    assert took <= TAKEOVER_S, f"takeover took {took:.0f} s"
+    first = int(successor.wait_line(r"published expert/0 step (\d+):", 120)[1])
+    assert first < BUDGET  # it keeps training the job (the attacker's step 1,000,400 would have stopped it)
+    resumed = [
+        int(m[1]) for line in successor.seen if (m := re.search(r"expert/0: taking over from step (\d+)", line))
+    ]
+    assert all(r < first for r in resumed)  # resumed (if at all) from an honest checkpoint, then trained on

@@ -1,0 +1,61 @@
+"""A checkpoint outlives its only owner, with real processes on 127.0.0.1 (p2pd, DHT, exchange, training).
+
+One job (K=1). Its owner trains to the run's step budget and is stopped cleanly (SIGTERM) while it is the only
+holder of its latest checkpoint: it says so and waits. A new node joins, claims the freed job, fetches that
+checkpoint (state included) from the leaving node and resumes from its step, not from 0; once the newcomer
+holds it, the old owner exits. Every process is in its own process group and killed at the end.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from test_node_swarm import Node
+
+from paris_node.data.manifest import RunSpec, build_run
+from paris_node.home import Home
+from paris_node.identity import load_or_create
+
+pytestmark = [pytest.mark.swarm, pytest.mark.timeout(400)]
+BUDGET = 20
+COMMON = ["--lease-ttl", "20", "--settle", "1.5", "--no-progress", "--threads", "1", "--mirror-every", "1"]
+
+
+def test_the_only_owner_leaves_and_a_new_node_resumes_from_its_last_step(tmp_path):
+    spec = RunSpec(
+        name="replica",
+        dataset="shapes:96",
+        samples=96,
+        experts=1,
+        expert_preset="tiny",
+        router_preset="tiny",
+        batch=8,
+        steps=BUDGET,
+        publish_every_steps=10,
+    )
+    home = Home(tmp_path / "a").ensure()
+    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    nodes: list[Node] = []
+    try:
+        a = Node("a", tmp_path / "a", "--run", run, "--handoff-wait", "120", *COMMON)
+        nodes.append(a)
+        maddr = a.wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
+        a.wait_line(r"owner of expert/0", 120)
+        a.wait_line(rf"published expert/0 step {BUDGET}:", 180)
+        a.wait_line(r"reached step \d+ \(the run's budget\)", 60)
+
+        a.proc.send_signal(signal.SIGTERM)
+        a.wait_line(rf"only holder of expert/0 step {BUDGET}", 60)  # it says so, and waits
+
+        b = Node("b", tmp_path / "b", "--run", run, "--join", maddr, *COMMON)
+        nodes.append(b)
+        b.wait_line(r"owner of expert/0", 120)
+        resumed = int(b.wait_line(r"expert/0: taking over from step (\d+)", 180)[1])
+        assert resumed == BUDGET  # from the leaving owner's last checkpoint, not from scratch
+
+        assert a.proc.wait(120) == 0  # it left once another node held the checkpoint
+        a.wait_line(r"every checkpoint held here has another holder now", 5)
+    finally:
+        for n in nodes:
+            n.kill()
