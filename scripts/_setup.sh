@@ -45,9 +45,13 @@ setup_env() {
     say "virtualenv up to date ($VENV)"
     return
   fi
-  say "first-time set-up of $VENV: pip, torch $TORCH_VERSION, then paris-node and its dependencies (hivemind with"
-  say "its p2pd binary, safetensors, numpy, pillow, click, tqdm${extras:+, dev tools: pytest, ruff, ...})."
-  say "This usually takes 2-10 minutes (the torch wheel is most of it); later runs only check, in seconds."
+  if [ -f "$stamp" ]; then
+    say "updating $VENV (pyproject.toml changed): usually under a minute"
+  else
+    say "first-time set-up of $VENV: pip, torch $TORCH_VERSION, then paris-node and its dependencies (hivemind"
+    say "with its p2pd binary, safetensors, numpy, pillow, click, tqdm${extras:+, dev tools: pytest, ruff, ...})."
+    say "This usually takes 2-10 minutes (the torch wheel is most of it); later runs only check, in seconds."
+  fi
   local t
   t=$(date +%s); say "upgrading pip"
   python -m pip install -q --upgrade pip

@@ -9,7 +9,9 @@ run's partition: pixel colour-layout k-means), plus the router. Equal compute me
 monolith's steps x batch x FLOPs per sample equals the experts' and the router's together (FLOPs counted with
 torch's FlopCounterMode on one real step of each model; the router's share is reported). Every strategy samples
 the same held-out prompts from the same initial noise: monolith, top-1, top-2, full, and oracle (only the
-expert of the prompt's true cluster: the cluster a held-out real image of that caption is assigned to).
+expert of the prompt's true cluster: the cluster a held-out real image of that caption is assigned to), and
+top-2 with the caption prior (`paris_node/sampling/caption_prior.py`: beyond Paris, the router's logits plus
+log p(prompt | cluster) from the clusters' caption counts).
 
 Scores (mean +- standard deviation over seeds; a seed changes model initialisation, data order and noise):
 prompt fidelity per attribute read by `paris_node.evaluate.shapes_reader`, and FID in the features of the small
@@ -34,6 +36,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from paris_node.checkpoint import load_model  # noqa: E402
 from paris_node.data.embedders import get_embedder  # noqa: E402
 from paris_node.data.partition import assign, partition  # noqa: E402
 from paris_node.data.shapes import render_shape  # noqa: E402
@@ -43,14 +46,14 @@ from paris_node.evaluate.shapes_reader import to_uint8  # noqa: E402
 from paris_node.models.presets import build_expert, build_router, expert_preset, router_preset  # noqa: E402
 from paris_node.models.text import build_text_encoder  # noqa: E402
 from paris_node.models.vae import LatentCodec  # noqa: E402
+from paris_node.sampling.caption_prior import CaptionPrior  # noqa: E402
 from paris_node.sampling.ensemble import EnsembleSampler  # noqa: E402
 from paris_node.sampling.images import to_pil  # noqa: E402
-from paris_node.training.checkpoint import load_model  # noqa: E402
 from paris_node.training.losses import training_losses  # noqa: E402
 from paris_node.training.router_trainer import LabelledClusters, train_router  # noqa: E402
 from paris_node.training.trainer import TrainConfig, train  # noqa: E402
 
-STRATEGIES = ("monolith", "top1", "top2", "full", "oracle")
+STRATEGIES = ("monolith", "top1", "top2", "full", "oracle", "top2+prior")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ DEFAULT = Settings("small", 4, 2048, 2400, 32, 1e-3, 100, 64, 2, 25, 4.0, 3)
 
 class ImageList(torch.utils.data.Dataset):
     def __init__(self, items):
+        self.captions = [c for _, c in items]  # the router's trainer counts them into the caption prior
         self.items = [
             (torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 127.5 - 1, c) for im, c in items
         ]
@@ -173,7 +177,8 @@ def run_seed(s: Settings, seed: int, device: str, work: Path, space: FeatureSpac
     rr = train_router(
         train_cfg(s, steps_k, seed + 100, device), rcfg, LabelledClusters(clusters), codec, work / "router"
     )
-    router = load_model(rr.checkpoint, device=device)[0]
+    router, router_config = load_model(rr.checkpoint, device=device)
+    prior = CaptionPrior.from_dict(router_config["caption_prior"], s.experts)
     log(f"seed {seed}: router {steps_k} steps in {time.perf_counter() - t0:.0f} s")
     mono_model = load_model(mono.checkpoint, device=device)[0]
 
@@ -191,6 +196,7 @@ def run_seed(s: Settings, seed: int, device: str, work: Path, space: FeatureSpac
         "oracle": EnsembleSampler(
             experts, OracleRouter(oracle_rows, s.experts), enc, ecfg.latent_shape, routing="top1"
         ),
+        "top2+prior": EnsembleSampler(experts, router, enc, ecfg.latent_shape, routing="top2", caption_prior=prior),
     }
     scores, grids = {}, {}
     for name, sampler in samplers.items():

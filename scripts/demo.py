@@ -49,17 +49,17 @@ METRIC = re.compile(r"(\w+)=(\S+)")
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=None, help="training steps per job (default 300; --quick: 40)")
-    p.add_argument("--publish-every", type=int, default=None, help="publish every N steps (default 25; --quick: 10)")
-    p.add_argument("--train-minutes", type=float, default=None, help="training budget (default 10; --quick: 3)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per job (default 600; --quick: 40)")
+    p.add_argument("--publish-every", type=int, default=None, help="publish every N steps (default 50; --quick: 10)")
+    p.add_argument("--train-minutes", type=float, default=None, help="training budget (default 11; --quick: 3)")
     p.add_argument("--out", type=Path, default=ROOT / "demo-out", help="output folder (default: demo-out/)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny presets, few steps, ~3 minutes")
     p.add_argument("--sample-steps", type=int, default=None, help="Euler steps per image (default: 50; --quick: 10)")
     p.add_argument("--keep-running", action="store_true", help="leave the swarm running at the end (Ctrl-C stops)")
     a = p.parse_args()
-    a.steps = a.steps or (40 if a.quick else 300)
-    a.publish_every = a.publish_every or (10 if a.quick else 25)
-    a.train_minutes = a.train_minutes or (3.0 if a.quick else 10.0)
+    a.steps = a.steps or (40 if a.quick else 600)
+    a.publish_every = a.publish_every or (10 if a.quick else 50)
+    a.train_minutes = a.train_minutes or (3.0 if a.quick else 11.0)
     a.sample_steps = a.sample_steps or (10 if a.quick else 50)
     return a
 
@@ -272,6 +272,7 @@ def train_swarm(args: argparse.Namespace, swarm: Swarm, run: str, homes: Path, l
     """Start the nodes, wait until every job published `args.steps` (or the budget is spent); returns the address."""
     common = ["start", "--run", run, "--claim", "auto", "--no-progress", "--threads", "1", "--listen", "127.0.0.1:0"]
     common += ["--steps", str(args.steps), "--publish-every", str(args.publish_every)]
+    common += ["--handoff-wait", "0"]  # the demo stops every node at once: nobody could take a hand-off
     first = swarm.spawn("node0", cli("--home", str(homes / "node0"), *common), logs / "node0.log")
     maddr = wait_for_address(first)
     say(f"swarm started by node0 at {maddr}")

@@ -22,7 +22,7 @@ from paris_node.models.presets import ExpertConfig
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec
 from paris_node.sampling.ensemble import EnsembleSampler
-from paris_node.training.checkpoint import load_model
+from paris_node.checkpoint import load_model
 from paris_node.training.trainer import TrainConfig, train
 
 

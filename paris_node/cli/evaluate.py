@@ -30,6 +30,12 @@ from paris_node.errors import UsageError
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of prompts and initial noise.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="eval-out", show_default=True, help="Folder.")
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
+@click.option(
+    "--caption-prior/--no-caption-prior",
+    default=True,
+    show_default=True,
+    help="Route by the prompt's match to each cluster's captions too (see `sample --help`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
 @click.pass_obj
 def evaluate(
@@ -104,7 +110,7 @@ def evaluate(
 
     say(f"evaluating run {run_id} ({manifest.dataset}, {len(experts)} experts) with {', '.join(routings)}")
     scores, notes, grid = run_eval(
-        make_sampler, decode, manifest.dataset, manifest.resolution, settings, home.cache_dir / "eval", on_step
+        make_sampler, decode, manifest.dataset, manifest.resolution, settings, home.root / "eval-cache", on_step
     )
     title = f"paris-node eval of run {run_id[:16]}..."
     paths = write_report(Path(out), scores, notes, grid, title)

@@ -119,7 +119,7 @@ def _fetch(home, target, targets, fetch_all, timeout, progress) -> tuple[str, li
         run = learn_run(dht, target)
         for note in target.notes[notes:]:
             say(f"using {note}")
-        manifest = obtain_run(home, run, dht, exchange)
+        manifest = obtain_run(home, run, dht, exchange, timeout_s=timeout)
         jobs = jobs_wanted(targets, fetch_all, manifest.experts)
         got = {"bytes": 0}
         bar = tqdm(total=len(jobs), unit="job", file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)

@@ -30,9 +30,18 @@ DEFAULT_CFG = 7.5
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="sample.png", show_default=True, help="PNG.")
 @click.option("--explain", is_flag=True, help="Print and save (OUT.explain.json) which experts ran, with weights.")
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
+@click.option(
+    "--caption-prior/--no-caption-prior",
+    default=True,
+    show_default=True,
+    help="Also route by how well the prompt matches each cluster's captions (when the router carries them); "
+    "--no-caption-prior routes on the noisy image alone, as Paris does.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Step progress bar on stderr.")
 @click.pass_obj
-def sample(state: CliState, prompts, run_id, routing, steps, cfg_scale, seed, n, out, explain, device, progress):
+def sample(
+    state: CliState, prompts, run_id, routing, steps, cfg_scale, seed, n, out, explain, device, caption_prior, progress
+):
     """Router-weighted ensemble sampling from the fetched cache to a PNG (a grid when there are several images)."""
     from paris_node.node.cache import run_cache, sampling_dirs
     from paris_node.node.session import check_run_arg
@@ -52,7 +61,7 @@ def sample(state: CliState, prompts, run_id, routing, steps, cfg_scale, seed, n,
         raise UsageError(f"the cache of run {run_id} has no router; run `paris-node fetch router` first")
     images = len(prompts) * n
     latents, log, sampler, took = _run_sampler(
-        experts, router, mode, cfg_scale, steps, device, list(prompts), seed, n, explain, progress, base
+        experts, router, mode, cfg_scale, steps, device, list(prompts), seed, n, explain, progress, base, caption_prior
     )
     from paris_node.models.vae import LatentCodec, codec_spec
     from paris_node.sampling.images import save_png, to_pil
@@ -69,7 +78,9 @@ def sample(state: CliState, prompts, run_id, routing, steps, cfg_scale, seed, n,
         click.echo(f"wrote {explain_path}")
 
 
-def _run_sampler(experts, router, mode, cfg_scale, steps, device, prompts, seed, n, explain, progress, base):
+def _run_sampler(
+    experts, router, mode, cfg_scale, steps, device, prompts, seed, n, explain, progress, base, caption_prior=True
+):
     from safetensors import SafetensorError
     from tqdm import tqdm
 
@@ -83,6 +94,7 @@ def _run_sampler(experts, router, mode, cfg_scale, steps, device, prompts, seed,
             cfg_scale=cfg_scale,
             steps=steps,
             device=device,
+            caption_prior=caption_prior,
         )
     except SafetensorError as e:
         raise ParisError(

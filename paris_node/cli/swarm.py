@@ -303,7 +303,7 @@ def read_report(home, target, experts: int | None, timeout: float = 30.0) -> dic
             say(f"using {note}")
         if experts is None:  # K from the run manifest: held here, the demo run, or fetched by CID from the swarm
             with ExchangeService(dht, Blockstore(home.ensure().blocks_dir), serve=False) as exchange:
-                manifest = obtain_run(home, run, dht, exchange)
+                manifest = obtain_run(home, run, dht, exchange, timeout_s=timeout)
             run, experts = manifest.run_id, manifest.experts
         keys.check_run(run)
         jobs = keys.jobs_for(experts, router=experts > 1)

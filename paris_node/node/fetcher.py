@@ -34,7 +34,16 @@ from paris_node.node import cache
 from paris_node.node.evaluate import Score, score_checkpoint
 from paris_node.node.publish import sha256_file
 from paris_node.node.repair import drop_bad_blocks
-from paris_node.node.selection import Held, LeaseHistory, SelectionRules, check_score, choose, plan, rules_for_run
+from paris_node.node.selection import (
+    Held,
+    LeaseHistory,
+    Regression,
+    SelectionRules,
+    check_score,
+    choose,
+    plan,
+    rules_for_run,
+)
 from paris_node.node.verify import (
     Candidate,
     Rejected,
@@ -235,7 +244,7 @@ class CheckpointFetcher:
             for c, why in chosen.skipped
         ]
         if chosen.skipped:
-            log.info("%s: skipped %d candidate(s) without downloading them", job, len(chosen.skipped))
+            log.debug("%s: skipped %d candidate(s) without downloading them", job, len(chosen.skipped))
         passed: list[tuple[Candidate, float, cache.Staging | None, Verdict]] = []
         with ExitStack() as stack:
             for cand, _tier in chosen.evaluate:
@@ -263,9 +272,11 @@ class CheckpointFetcher:
                         check_score(float(v.extra["ratio"]), self.rules, held)
                     except Rejected as e:
                         v.ok, v.reason = False, str(e)
+                        v.extra["regression"] = isinstance(e, Regression)
                 if not v.ok:
                     verdicts.append(v)
-                    self.penalty.penalise(cand.signer)
+                    if not v.extra.get("regression"):  # a worse score than held is no misbehaviour
+                        self.penalty.penalise(cand.signer)
                     log.info("rejected %s step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
                     continue
                 passed.append((cand, float(v.extra["ratio"]), stage, v))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paris_node.errors import ParisError
+from paris_node.fsutil import atomic_write
 from paris_node.home import Home
 
 
@@ -164,7 +165,5 @@ def write_swarm(home: Home, **changes) -> SwarmMemory:
         setattr(mem, k, list(v) if isinstance(v, tuple) else v)
     mem.updated_ms = int(time.time() * 1000)
     home.ensure()
-    tmp = home.swarm_file.with_name(f".swarm.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(mem.__dict__, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, home.swarm_file)
+    atomic_write(home.swarm_file, json.dumps(mem.__dict__, indent=2, sort_keys=True) + "\n")
     return mem

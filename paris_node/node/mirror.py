@@ -61,6 +61,7 @@ class Mirror:
         self.node, self.every_s, self.handoff_wait_s = node, every_s, handoff_wait_s
         self.held: dict[str, list[str]] = {}  # job -> pinned CIDs of the copy we hold
         self._adopted = False
+        self._leaving = threading.Event()  # set by hand_off: fetch nothing more, only wait for other holders
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="paris-mirror", daemon=True)
 
@@ -76,7 +77,7 @@ class Mirror:
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
             session = self.node.session
-            if session is None:
+            if session is None or self._leaving.is_set():
                 continue
             if not self._adopted:
                 self._adopted = True
@@ -121,6 +122,8 @@ class Mirror:
         if not pointers:
             return
         latest = max(pointers, key=lambda p: (p.body.step, p.issued_ms))
+        if latest.signer == session.identity.node_id:
+            return  # our own publication: the store holds it already
         holders, live = self._holders(session, latest.body.manifest_cid)
         me, cid = session.identity.peer_id, latest.body.manifest_cid
         if not needs_copy(holders, live, me, cid, replication_target(m), standby, own_job):
@@ -171,6 +174,7 @@ class Mirror:
         session, wait = self.node.session, self.handoff_wait_s if timeout_s is None else timeout_s
         if session is None or wait <= 0:
             return {}
+        self._leaving.set()
         try:
             alone = self.sole_holdings(session)
             if not alone:

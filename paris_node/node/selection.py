@@ -33,6 +33,10 @@ LISTED, OWNER, PAST_OWNER = "listed", "owner", "past-owner"  # eligibility tiers
 _TIER_RANK = {LISTED: 0, OWNER: 1, PAST_OWNER: 2}
 
 
+class Regression(Rejected):
+    """A candidate that scores worse than what is held: refused, but not its signer's misbehaviour."""
+
+
 @dataclass(frozen=True)
 class SelectionRules:
     """Tunables of the selection rules; the run's manifest supplies budget, publishers and margin."""
@@ -40,7 +44,8 @@ class SelectionRules:
     publishers: str | tuple[str, ...] = "open"
     step_budget: int | None = None  # the run's training steps; None: unbounded (tests only)
     margin: float | None = 0.9  # val-loss ratio must be <= this (zero predictor: exactly 1.0); None: no gate
-    tolerance: float = 0.25  # ratio <= best held ratio x (1 + tolerance)
+    tolerance: float = 0.25  # ratio <= held ratio x (1 + tolerance) + abs_tolerance
+    abs_tolerance: float = 0.1  # low ratios (a router near 0.02) are noisy in relative terms
     max_steps_per_s: float = 200.0  # generous: far above what any preset trains on one GPU
     window_steps: int = 500  # "newest steps": candidates this close to the newest passing step compete by score
     max_candidates: int = 3  # downloads per job per fetch
@@ -125,10 +130,14 @@ def check_score(ratio: float, rules: SelectionRules, held: Held | None) -> None:
         raise Rejected(f"validation loss ratio {ratio:.4f} does not beat the zero predictor: margin {rules.margin:g}")
     if not math.isfinite(ratio):
         raise Rejected(f"validation loss ratio {ratio} is not a number")
-    if held is not None and held.ratio is not None and ratio > held.ratio * (1 + rules.tolerance):
-        raise Rejected(
+    if (
+        held is not None
+        and held.ratio is not None
+        and ratio > held.ratio * (1 + rules.tolerance) + rules.abs_tolerance
+    ):
+        raise Regression(
             f"validation loss ratio {ratio:.4f} is worse than the held checkpoint's {held.ratio:.4f} "
-            f"by more than {rules.tolerance:.0%}"
+            f"by more than {rules.tolerance:.0%} + {rules.abs_tolerance:g}"
         )
 
 

@@ -58,14 +58,14 @@ class Target:
     notes: list[str] = field(default_factory=list)
 
 
-def choose_target(home: Home, run: str | None, join: list[str] | tuple[str, ...], *, need_join: bool = True) -> Target:
+def choose_target(home: Home, run: str | None, join: list[str] | tuple[str, ...]) -> Target:
     """Resolve `--run` / `--join` against what the home remembers; UsageError when there is nothing to go on."""
     if run is not None:
         check_run_arg(run)
     mem = read_swarm(home)
     notes: list[str] = []
     joins = list(join)
-    if not joins and need_join:
+    if not joins:
         alive = node_running(home)
         joins = mem.join(alive is not None)
         if not joins and mem.maddrs:
@@ -79,7 +79,7 @@ def choose_target(home: Home, run: str | None, join: list[str] | tuple[str, ...]
                 f"`paris-node start` on this home first (it records its swarm in {home.swarm_file})"
             )
         notes.append(f"swarm: {joins[0]}{' (+more)' if len(joins) > 1 else ''} (from {home.swarm_file})")
-    if run is None and mem.run is not None and (not list(join) or not need_join):
+    if run is None and mem.run is not None and not list(join):  # with --join, the swarm's run comes first
         run = mem.run
         notes.append(f"run: {run} (from {home.swarm_file}; --run to choose another)")
     return Target(joins, run, fallback_run=mem.run, notes=notes)
@@ -155,11 +155,25 @@ def obtain_run(home: Home, run: str, dht=None, exchange=None, timeout_s: float =
     except (UsageError, KeyError) as e:
         if dht is None or exchange is None:
             raise UsageError(f"run {run} is not held locally and no swarm is joined to fetch it ({e})") from None
-    from paris_node.swarm.membership import read_providers
+    import time
 
-    providers = [r.body.peer for r in read_providers(dht, run, run)]
+    from paris_node.swarm.membership import SwarmUnavailable, read_providers
+
+    deadline, wait, providers = time.monotonic() + timeout_s, 1.0, []
+    while True:  # a node that just started may not have announced its run yet
+        try:
+            providers = [r.body.peer for r in read_providers(dht, run, run)]
+        except SwarmUnavailable:
+            providers = []
+        if providers or time.monotonic() + wait > deadline:
+            break
+        log.info("no node announces run %s yet; looking again in %.0f s", run, wait)
+        time.sleep(wait)  # polling the DHT with a deadline
+        wait = min(wait * 2, 10.0)
     if not providers:
-        raise UsageError(f"no node in the swarm announces run {run}; check the run id and --join")
+        raise UsageError(
+            f"no node in the swarm announced run {run} within {timeout_s:.0f} s; check the run id and --join"
+        )
     Blockstore(home.blocks_dir).pin(run)
     exchange.fetch(run, providers, deadline_s=timeout_s)  # verified block by block against the run id
     return load_run(home, run)

@@ -83,6 +83,12 @@ class Node:
 
     def on_session(self, session: Session) -> None:
         self.session = session
+        # serve the run (manifest, shards held whole) from the start, not only once a job is claimed: a node
+        # joining right after this one fetches the manifest from here
+        from paris_node.content.dag import missing_blocks
+
+        m = self.manifest
+        session.announcer.provide([c for c in (m.run_id, *m.cids()) if not missing_blocks(self.store, c)])
         announce_pointer = session.announcer.set_pointer
 
         def set_pointer(job: str, manifest_cid: str, step: int) -> None:  # every publication ends here

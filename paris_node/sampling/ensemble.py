@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from paris_node.errors import UsageError
+from paris_node.sampling.caption_prior import CaptionPrior
 from paris_node.sampling.euler import euler_step, timesteps
 from paris_node.sampling.explain import ExplainLog, SampleRouting, StepRouting
 from paris_node.sampling.routing import RoutingMode, parse_routing, route
@@ -70,8 +71,12 @@ class EnsembleSampler:
         device: torch.device | str | None = None,
         autocast_dtype: torch.dtype | None = None,
         latent: str = "pixels",
+        caption_prior: CaptionPrior | None = None,
     ) -> None:
         """With `router=None` there must be exactly one expert and `routing` is not applied (plain sampling).
+
+        `caption_prior` (with a router): log p(prompt | cluster) is added to the router's logits at every step
+        (see `sampling/caption_prior.py`); None routes on (x_t, t) alone, as Paris does.
 
         `predictions` maps expert id -> "velocity" (default) or "epsilon" (HDDM). `latent` ("pixels" or "sd-vae",
         from the expert config) tells the caller which codec decodes the samples.
@@ -106,6 +111,10 @@ class EnsembleSampler:
         self.device = torch.device(device) if device is not None else _module_device(first)
         self.autocast_dtype = autocast_dtype
         self.latent = latent
+        if caption_prior is not None and (router is None or caption_prior.k != len(self.experts)):
+            raise UsageError(f"a caption prior over {caption_prior.k} clusters needs a router over as many experts")
+        self.caption_prior = caption_prior
+        self._prior_logits: Tensor | None = None
         for m in [*self.experts.values(), *([router] if router is not None else [])]:
             m.eval()
         self.stats = SamplerStats()
@@ -145,6 +154,9 @@ class EnsembleSampler:
         per_sample_prompts = [p for p in prompts for _ in range(n_per_prompt)]
         batch = len(per_sample_prompts)
         cond, cond_mask, uncond, uncond_mask = self._encode(prompts, n_per_prompt)
+        self._prior_logits = None
+        if self.caption_prior is not None:
+            self._prior_logits = self.caption_prior.log_likelihood(per_sample_prompts).to(self.device)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         x = torch.randn((batch, *self.latent_shape), generator=gen, dtype=torch.float32).to(self.device)
 
@@ -175,6 +187,8 @@ class EnsembleSampler:
             with self._autocast():
                 logits = self.router(x, 1000.0 * t)
             self.stats.router_calls += 1
+            if self._prior_logits is not None and logits.shape == self._prior_logits.shape:
+                logits = logits.float() + self._prior_logits
             if logits.shape != (batch, len(self.experts)):
                 raise UsageError(
                     f"the router gives {tuple(logits.shape)} logits for {len(self.experts)} experts; "

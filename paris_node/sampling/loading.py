@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from paris_node.errors import UsageError
+from paris_node.sampling.caption_prior import CaptionPrior
 from paris_node.sampling.ensemble import EnsembleSampler
 from paris_node.sampling.routing import RoutingMode
 
@@ -28,8 +29,12 @@ def load_ensemble(
     steps: int = 50,
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    caption_prior: bool = True,
 ) -> EnsembleSampler:
     """Load experts (id -> checkpoint dir) and the router, and wire them with the experts' text encoder.
+
+    With `caption_prior` (the default) and a router whose config carries one, routing also weighs how well the
+    prompt matches each cluster's captions (`sampling/caption_prior.py`); False gives Paris's routing exactly.
 
     The text encoder is the spec recorded in the experts' configs unless `text_encoder_spec` overrides it (e.g.
     a local path for the same CLIP model). Every mismatch (latent shape, text encoder, router classes) is a
@@ -56,11 +61,13 @@ def load_ensemble(
                     f"{getattr(first, field)!r}; the cache mixes checkpoints of different runs"
                 )
 
-    router = None
+    router, prior = None, None
     if router_dir is not None:
         router, rconfig = load_model(router_dir, device=device)
         _expect_kind(rconfig, "router", router_dir)
         rcfg = RouterConfig.from_dict(rconfig["model"])
+        if caption_prior and rconfig.get("caption_prior") is not None:
+            prior = CaptionPrior.from_dict(rconfig["caption_prior"], rcfg.num_experts)
         if rcfg.latent_shape != first.latent_shape:
             raise UsageError(
                 f"router ({router_dir}) works on {rcfg.latent_shape} but the experts on {first.latent_shape}"
@@ -89,6 +96,7 @@ def load_ensemble(
         device=device,
         autocast_dtype=autocast_dtype,
         latent=first.latent,
+        caption_prior=prior,
     )
 
 

@@ -17,7 +17,8 @@ talking to each other:
   one settle round instead of one round per job, which "lowest free expert id first" would need.
 
 - Before any of this, `credible` drops leases a key generator could flood the job with: an `active` lease whose
-  holder does not serve the job (no live status naming it) once it is older than `serve_grace_ms`, a
+  holder does not serve the job once it is older than `serve_grace_ms` (its status names another job or none;
+  holders with no status at all only when the job has more than `max_new_claimants` of them), a
   `claiming` lease older than `claim_grace_ms` (a race lasts one settle), and foreign young leases beyond the
   first `max_new_claimants` per job (first-seen order of the reader). Readers that keep watching (standbys,
   owners) also clamp backdating of a lease they first saw while watching to `fresh_clamp_ms`.
@@ -191,12 +192,14 @@ def credible(
 ) -> list[Lease]:
     """The leases worth counting: drops squatters and flood claims (module docstring). Own leases always count.
 
-    `serving` maps a node id to the job its live status says it trains (None: no such status); when it is
-    None itself (the caller read no statuses) the serving rule is not applied.
+    `serving` maps a node id to the job its latest live status names (None: a standby, reader or offline node);
+    `serving is None` (no statuses read) disables the serving rule. A holder with no status at all in this read
+    (a lagging read, or a generated key) is dropped only when its job carries more such leases than
+    `max_new_claimants`, i.e. under a flood: an honest swarm never has that many live leases on one job.
     """
-    out, young = [], {}
+    out, young, unknown = [], {}, {}
     for lease in leases:
-        if lease.holder == me:
+        if lease.holder == me or lease.state == RELEASED:
             out.append(lease)
             continue
         age = now_ms - effective_start(lease, first_seen, rules)
@@ -205,13 +208,15 @@ def credible(
         if lease.state == ACTIVE and age > rules.serve_grace_ms:
             if serving is None or serving.get(lease.holder) == lease.job:
                 out.append(lease)
-            continue
-        if lease.state == RELEASED:
-            out.append(lease)
-            continue
+            elif lease.holder not in serving:
+                unknown.setdefault(lease.job, []).append(lease)
+            continue  # its status names another job, or says it trains nothing: a squatter
         young.setdefault(lease.job, []).append(lease)
+    for group in unknown.values():
+        if len(group) <= rules.max_new_claimants:
+            out.extend(group)
+    seen = first_seen or {}
     for group in young.values():
-        seen = first_seen or {}
         group.sort(
             key=lambda x: (seen.get((x.job, x.holder, x.lease_start_ms), now_ms), rank(x, "", first_seen, rules))
         )

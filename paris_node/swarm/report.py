@@ -41,10 +41,12 @@ def swarm_report(
         lease = won.get(job)
         st = latest.get(lease.holder).body if lease is not None and lease.holder in latest else None
         # a pointer's step is its signer's claim: show the owner's (else one of a holder that just released the
-        # job), never whoever claims the highest step without holding a lease on it
+        # job, else one of a node with a status), never whoever claims the highest step
         holders = {x.holder for x in leases if x.job == job}
         mine = [r for r in pointers.get(job, []) if lease is not None and r.signer == lease.holder]
-        ptrs = sorted(mine or [r for r in pointers.get(job, []) if r.signer in holders], key=_newest, reverse=True)
+        of_job = pointers.get(job, [])
+        shown = mine or [r for r in of_job if r.signer in holders] or [r for r in of_job if r.signer in latest]
+        ptrs = sorted(shown, key=_newest, reverse=True)  # last resort: a node of the run (it has a status)
         rows.append(
             {
                 "job": job,

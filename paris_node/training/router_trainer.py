@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from paris_node.models.presets import RouterConfig, build_router
 from paris_node.models.vae import LatentCodec
+from paris_node.sampling.caption_prior import CaptionPrior
 from paris_node.training.losses import T_SCALE, interpolate, sample_t
 from paris_node.training.runtime import (
     BackgroundPublisher,
@@ -59,6 +60,14 @@ class LabelledClusters(Dataset):
         item = self.clusters[k][i - self.offsets[k]]
         image = item[0] if isinstance(item, (tuple, list)) else item
         return image, k
+
+
+def caption_prior_of(dataset: Any) -> CaptionPrior | None:
+    """The caption prior of a LabelledClusters whose clusters know their captions (shards do); else None."""
+    clusters = getattr(dataset, "clusters", None)
+    if not clusters or not all(isinstance(getattr(c, "captions", None), list) for c in clusters):
+        return None
+    return CaptionPrior.from_captions([c.captions for c in clusters])
 
 
 RouterResult = TrainResult  # the same record: last step, last checkpoint, logged metrics, published steps
@@ -133,6 +142,9 @@ def train_router(
     correct = torch.zeros(T_BUCKETS, device=d.device)
     count = torch.zeros(T_BUCKETS, device=d.device)
     config = {"kind": "router", "model": router_cfg.to_dict(), "train": cfg.to_dict()}
+    prior = caption_prior_of(dataset)
+    if prior is not None:  # the router reads every cluster: it alone can count their captions
+        config["caption_prior"] = prior.to_dict()
     bar = progress_bar(cfg.steps, state.step, cfg.progress and d.main)
     try:
         while state.step < cfg.steps:

@@ -62,6 +62,8 @@ def json_events(log, name: str) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # ~300 s on a loaded 2-core machine: two nodes, three fetches, two samples, two stops
 def test_the_four_commands_as_printed(tmp_path):
     start, fetch, sample, status = readme_commands()
     home = tmp_path / "home"

@@ -19,7 +19,7 @@ def test_bench_quality_quick_runs_and_reports_every_strategy(tmp_path):
     res = subprocess.run(cmd + ["--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     table = (out / "quality.md").read_text()
-    for strategy in ("monolith", "top1", "top2", "full", "oracle"):
+    for strategy in ("monolith", "top1", "top2", "full", "oracle", "top2+prior"):
         assert f"| {strategy} |" in table
     doc = json.loads((out / "quality.json").read_text())
     assert len(doc["results"]) == 2  # two seeds: a mean and a spread

@@ -8,6 +8,7 @@ holds it, the old owner exits. Every process is in its own process group and kil
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 import pytest
@@ -34,8 +35,11 @@ def test_the_only_owner_leaves_and_a_new_node_resumes_from_its_last_step(tmp_pat
         steps=BUDGET,
         publish_every_steps=10,
     )
-    home = Home(tmp_path / "a").ensure()
-    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    # Publishers are listed: on an open run a node that joins after the owner left never saw its lease, and the
+    # fetcher's selection (node/selection.py) refuses such a signer's pointer; the listed tier does not need it.
+    a_id, b_id = (load_or_create(Home(tmp_path / n).ensure().identity_path) for n in ("a", "b"))
+    spec = dataclasses.replace(spec, publishers=(a_id.node_id, b_id.node_id))
+    run, _ = build_run(spec, Home(tmp_path / "a"), a_id)
     nodes: list[Node] = []
     try:
         a = Node("a", tmp_path / "a", "--run", run, "--handoff-wait", "120", *COMMON)

@@ -54,3 +54,13 @@ def test_a_lease_flood_and_a_high_step_pointer_do_not_fool_the_report():
     }
     row = swarm_report("r", ["expert/0"], [honest, *flood], statuses, pointers, now)["jobs"][0]
     assert row["owner"] == A.node_id and row["checkpoint_step"] == 80 and row["checkpoint"] == CID
+
+
+def test_after_a_graceful_stop_the_last_owners_checkpoint_is_still_shown():
+    now = T + 100_000
+    gone = Lease("router", A.node_id, T, 50, 20_000, ACTIVE, now - 2000)  # its release may not have reached us
+    claimant = Lease("router", B.node_id, now - 3000, 0, 20_000, "claiming", now - 3000)
+    statuses = [sign_record(A, StatusPayload(role="offline", peer=A.peer_id, version="0"), "r", now - 1000)]
+    pointers = {"router": [sign_record(A, PointerPayload(job="router", manifest_cid=CID, step=80, seq=1), "r", now)]}
+    row = swarm_report("r", ["router"], [gone, claimant], statuses, pointers, now)["jobs"][0]
+    assert row["owner"] == B.node_id and row["checkpoint_step"] == 80  # the offline node no longer owns it
