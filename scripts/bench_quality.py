@@ -239,13 +239,15 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; --quick: 2)")
     p.add_argument("--mono-steps", type=int, default=None, help="monolith steps (sets the compute budget)")
+    p.add_argument("--prompts", type=int, default=None, help="held-out prompts per seed (default 64; --quick: 6)")
+    p.add_argument("--per-prompt", type=int, default=None, help="samples per prompt (default 2; --quick: 1)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-out" / "quality")
     p.add_argument("--cache", type=Path, default=ROOT / "bench-out" / "cache", help="feature classifier cache")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; --quick: 1)")
     a = p.parse_args()
     s = QUICK if a.quick else DEFAULT
-    if a.seeds or a.mono_steps:
-        s = Settings(**{**s.__dict__, "seeds": a.seeds or s.seeds, "mono_steps": a.mono_steps or s.mono_steps})
+    overrides = {"seeds": a.seeds, "mono_steps": a.mono_steps, "prompts": a.prompts, "per_prompt": a.per_prompt}
+    s = Settings(**{**s.__dict__, **{k: v for k, v in overrides.items() if v}})
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("--device cuda: torch sees no CUDA GPU; use --device cpu")
     if a.threads or a.quick:
@@ -265,6 +267,7 @@ def main() -> None:
         results.append(r)
         grids = grids or g
         log(f"seed {seed}: " + ", ".join(f"{k} all={v['all']:.2f}" for k, v in r["scores"].items()))
+        log(f"after {len(results)} seed(s):\n{table(results)}")  # a partial table survives an interrupted run
     acc = results[0]["accounting"]
     md = [
         f"# Monolith vs {s.experts} experts + router at equal training compute ({s.seeds} seeds)",

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from paris_node.checkpoint import load_model
 from paris_node.data.shapes import render_shape, shape_params
 from paris_node.evaluate.shapes_reader import agreement, read_images, to_uint8
 from paris_node.models.presets import ExpertConfig
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec
 from paris_node.sampling.ensemble import EnsembleSampler
-from paris_node.checkpoint import load_model
 from paris_node.training.trainer import TrainConfig, train
 
 

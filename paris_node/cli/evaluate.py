@@ -39,7 +39,19 @@ from paris_node.errors import UsageError
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
 @click.pass_obj
 def evaluate(
-    state: CliState, run_id, routings, n, prompts, per_prompt, steps, cfg_scale, seed, out, device, as_json
+    state: CliState,
+    run_id,
+    routings,
+    n,
+    prompts,
+    per_prompt,
+    steps,
+    cfg_scale,
+    seed,
+    out,
+    device,
+    caption_prior,
+    as_json,
 ) -> None:
     """Score the fetched experts + router: what the samples show against their prompts, and a feature FID.
 

@@ -15,6 +15,7 @@ from paris_node.content.exchange_wire import (
     FrameTooLarge,
     PeerMisbehaved,
     PeerStalled,
+    StreamCut,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "PeerMisbehaved",
     "PeerStalled",
     "PenaltyBox",
+    "StreamCut",
     "as_peer_id",
     "fetch_dag",
     "fetch_dag_sync",

@@ -31,6 +31,7 @@ from paris_node.content.exchange_wire import (
     PROTOCOL,
     ExchangeError,
     PeerStalled,
+    StreamCut,
     encode_request,
     read_frame,
 )
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _INGEST_DEPTH = 3  # received blocks per stream being verified/stored at once (memory: that many blocks)
+# Streams of one provider that may end inside a frame in one fetch before it is dropped and penalised. A cut
+# costs the provider its unanswered CIDs (they go back to the queue); an honest one whose stream the transport
+# reset gets another stream, while one that keeps cutting its answers short is still dropped within 3 streams.
+_CUTS_TOLERATED = 2
 
 # How an unreachable provider or a broken connection shows up; each drops that provider for this fetch.
 _PEER_FAILURES = (
@@ -157,6 +162,7 @@ class _DagFetch:
         self.pending: set[str] = set()  # queued or in flight, not yet stored
         self.seen: set[str] = set()
         self.refused: dict[str, set[str]] = {}
+        self.cuts: dict[str, int] = {}
         self.failure: Exception | None = None
         self.changed = asyncio.Event()
         self.stats = FetchStats()
@@ -275,6 +281,12 @@ class _DagFetch:
                 continue
             try:
                 await self._request(key, batch)
+            except StreamCut as e:
+                self.cuts[key] = self.cuts.get(key, 0) + 1
+                if self.cuts[key] > _CUTS_TOLERATED:
+                    self._drop(key, e, penalise=True)
+                else:
+                    logger.debug("stream from %s cut (%d/%d tolerated): %s", key, self.cuts[key], _CUTS_TOLERATED, e)
             except (BlockMismatch, ExchangeError) as e:
                 self._drop(key, e, penalise=True)
             except ContentError as e:  # a local problem (disk full) or a DAG no provider can fix
@@ -323,6 +335,9 @@ class _DagFetch:
                     self._requeue([cid])
                 else:
                     ingesting.append(asyncio.ensure_future(self._ingest(key, cid, frame.data, batch)))
+            # Every frame is in: we close first, so the provider (which waits for our close) never cuts a stream
+            # whose last bytes are still on their way, and its slot is free while we verify and store.
+            writer.close()
             while ingesting:
                 await ingesting.popleft()
             # Make this batch's renames durable while the other streams keep the link busy.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from paris_node.content.errors import BlockNotFound, ContentError
@@ -45,6 +46,7 @@ class BlockServer:
         max_streams: int = 64,
         request_timeout_s: float = 10.0,
         write_timeout_s: float = 30.0,
+        linger_s: float = 10.0,
     ) -> None:
         self.p2p = p2p
         self.store = store
@@ -52,6 +54,7 @@ class BlockServer:
         self.max_streams_per_peer = max_streams_per_peer
         self.request_timeout_s = request_timeout_s
         self.write_timeout_s = write_timeout_s
+        self.linger_s = linger_s
         self.blocks_served = 0
         self.bytes_served = 0
         self._all = asyncio.Semaphore(max_streams)
@@ -85,13 +88,14 @@ class BlockServer:
                 cids = await read_request(reader, self.request_timeout_s)
                 for cid in cids:
                     data = await self.load(cid)
-                    writer.write(encode_frame_header(cid, data))
-                    if data is not None:
-                        writer.write(data)
-                    await asyncio.wait_for(writer.drain(), self.write_timeout_s)
+                    await self.send_frame(writer, cid, data)
                     if data is not None:
                         self.blocks_served += 1
                         self.bytes_served += len(data)
+                # The asker closes first (it has read every frame by then); closing on our side right after the
+                # last write would leave p2pd free to close or reset the stream while those bytes are in flight.
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(reader.read(1), self.linger_s)
         except (ExchangeError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError) as e:
             logger.debug("block request from %s ended early: %r", peer, e)
         except Exception as e:  # a peer must never take the node down
@@ -99,6 +103,13 @@ class BlockServer:
         finally:
             self._leave(peer)
             writer.close()
+
+    async def send_frame(self, writer: asyncio.StreamWriter, cid: str, data: bytes | None) -> None:
+        """Write one answer and wait (bounded) until the stream took it. Tests override this to misbehave."""
+        writer.write(encode_frame_header(cid, data))
+        if data is not None:
+            writer.write(data)
+        await asyncio.wait_for(writer.drain(), self.write_timeout_s)
 
     def _enter(self, peer: str) -> asyncio.Semaphore:
         sem, users = self._per_peer.get(peer, (None, 0))

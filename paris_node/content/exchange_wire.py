@@ -42,6 +42,11 @@ class FrameTooLarge(PeerMisbehaved, BlockTooLarge):
     """A frame announced more bytes than MAX_BLOCK_SIZE; rejected before any of them were read."""
 
 
+class StreamCut(PeerMisbehaved):
+    """The stream ended before the frame due was whole. A lying provider does this, but so can the transport
+    (a reset libp2p stream), so the client retries a provider a few times before it drops and penalises it."""
+
+
 class PeerStalled(ExchangeError):
     """A peer sent nothing for longer than the per-frame deadline."""
 
@@ -127,4 +132,4 @@ async def read_frame(reader: asyncio.StreamReader, expected_cid: str, timeout_s:
     except asyncio.TimeoutError as e:
         raise PeerStalled(f"no frame for {expected_cid} within {timeout_s:.1f} s") from e
     except asyncio.IncompleteReadError as e:
-        raise PeerMisbehaved(f"stream ended inside the frame for {expected_cid}") from e
+        raise StreamCut(f"stream ended inside the frame for {expected_cid} ({len(e.partial)} bytes of a part)") from e

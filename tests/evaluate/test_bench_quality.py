@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_bench_quality_quick_runs_and_reports_every_strategy(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "scripts" / "bench_quality.py"), "--quick", "--out", str(out)]
