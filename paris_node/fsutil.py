@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_replace_dir", "atomic_write", "fsync_dir", "fsync_tree", "recover_dir", "staging_dir"]
+__all__ = ["atomic_replace_dir", "atomic_write", "fsync_dir", "fsync_tree", "recover_dir", "staging_dir", "write_fd"]
 
 Data = bytes | bytearray | memoryview | str | Iterable[bytes | bytearray | memoryview] | Callable[[Path], Any]
 
@@ -62,11 +62,15 @@ def _fill(fd: int, tmp: Path, data: Data) -> int:
         data(tmp)
         _fsync_file(tmp)
         return tmp.stat().st_size
+    if isinstance(data, str):
+        data = data.encode()
+    return write_fd(fd, [data] if isinstance(data, (bytes, bytearray, memoryview)) else data)
+
+
+def write_fd(fd: int, chunks: Iterable[bytes | bytearray | memoryview]) -> int:
+    """Write every chunk to the open file `fd` (short writes retried), fsync and close it; returns the bytes."""
     total = 0
     try:
-        if isinstance(data, str):
-            data = data.encode()
-        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
         for chunk in chunks:
             mv = memoryview(chunk).cast("B")
             while len(mv):

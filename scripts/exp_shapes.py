@@ -13,8 +13,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from bench_quality import ImageList  # scripts/ is on sys.path when a script runs
 
 from paris_node.checkpoint import load_model
 from paris_node.data.shapes import render_shape, shape_params
@@ -24,21 +24,6 @@ from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec
 from paris_node.sampling.ensemble import EnsembleSampler
 from paris_node.training.trainer import TrainConfig, train
-
-
-class Shapes(torch.utils.data.Dataset):
-    def __init__(self, n: int, res: int, offset: int = 0):
-        self.items = []
-        for i in range(offset, offset + n):
-            img, cap = render_shape(i, res)
-            x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
-            self.items.append((x, cap))
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
 
 
 def evaluate(ckpt: Path, prompts, truths, steps: int, cfg_scale: float, seed: int = 0) -> dict:
@@ -77,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     out = a.out / a.name
     out.mkdir(parents=True, exist_ok=True)
-    data = Shapes(a.samples, a.res)
+    data = ImageList([render_shape(i, a.res) for i in range(a.samples)])
     held = range(1_000_000, 1_000_000 + a.n_eval)
     prompts = [render_shape(i, 8)[1] for i in held]
     truths = [shape_params(i)[:3] for i in held]

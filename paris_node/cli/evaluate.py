@@ -64,12 +64,11 @@ def evaluate(
     import json
     from pathlib import Path
 
-    from paris_node.cli.sample import _default_run
+    from paris_node.cli.sample import fetched_ensemble
     from paris_node.evaluate.report import EvalSettings, markdown, write_report
     from paris_node.evaluate.report import evaluate as run_eval
     from paris_node.models.vae import LatentCodec, codec_spec
-    from paris_node.node.cache import sampling_dirs
-    from paris_node.node.session import check_run_arg, held_run
+    from paris_node.node.session import held_run
     from paris_node.sampling.loading import load_ensemble
     from paris_node.sampling.routing import parse_routing
 
@@ -77,17 +76,10 @@ def evaluate(
         parse_routing(r)
     check_device(device)
     home = state.home.check()
-    if run_id is not None:
-        check_run_arg(run_id)
-    run_id = run_id or _default_run(home)
+    run_id, _, experts, router = fetched_ensemble(home, run_id)
     manifest = held_run(home, run_id)
     if manifest is None:
         raise UsageError(f"run {run_id} is not held in {home.root}; run `paris-node fetch --all --run {run_id}` first")
-    experts, router = sampling_dirs(home, run_id)
-    if not experts:
-        raise UsageError(f"no fetched experts for run {run_id}; run `paris-node fetch --all` first")
-    if len(experts) > 1 and router is None:
-        raise UsageError(f"the cache of run {run_id} has no router; run `paris-node fetch router` first")
     settings = EvalSettings(tuple(routings), n, seed, steps, cfg_scale, tuple(prompts), per_prompt)
 
     def make_sampler(routing: str):

@@ -43,22 +43,11 @@ def sample(
     state: CliState, prompts, run_id, routing, steps, cfg_scale, seed, n, out, explain, device, caption_prior, progress
 ):
     """Router-weighted ensemble sampling from the fetched cache to a PNG (a grid when there are several images)."""
-    from paris_node.node.cache import run_cache, sampling_dirs
-    from paris_node.node.session import check_run_arg
     from paris_node.sampling.routing import parse_routing
 
     mode = parse_routing(routing)
     check_device(device)
-    home = state.home.check()
-    if run_id is not None:
-        check_run_arg(run_id)
-    run_id = run_id or _default_run(home)
-    base = run_cache(home, run_id)
-    experts, router = sampling_dirs(home, run_id)  # every file checked against its manifest, else refused
-    if not experts:
-        raise UsageError(f"no fetched experts for run {run_id} in {base}; run `paris-node fetch --all` first")
-    if len(experts) > 1 and router is None:
-        raise UsageError(f"the cache of run {run_id} has no router; run `paris-node fetch router` first")
+    run_id, base, experts, router = fetched_ensemble(state.home.check(), run_id)
     images = len(prompts) * n
     latents, log, sampler, took = _run_sampler(
         experts, router, mode, cfg_scale, steps, device, list(prompts), seed, n, explain, progress, base, caption_prior
@@ -76,6 +65,24 @@ def sample(
         explain_path = Path(str(out) + ".explain.json")
         explain_path.write_text(log.to_json())
         click.echo(f"wrote {explain_path}")
+
+
+def fetched_ensemble(home, run_id: str | None) -> tuple[str, Path, dict[int, Path], Path | None]:
+    """(run id, its cache folder, expert folders, router folder) of the run to sample, every file checked against
+    its manifest; UsageError naming the fetch command when the cache lacks what sampling needs."""
+    from paris_node.node.cache import run_cache, sampling_dirs
+    from paris_node.node.session import check_run_arg
+
+    if run_id is not None:
+        check_run_arg(run_id)
+    run_id = run_id or _default_run(home)
+    base = run_cache(home, run_id)
+    experts, router = sampling_dirs(home, run_id)
+    if not experts:
+        raise UsageError(f"no fetched experts for run {run_id} in {base}; run `paris-node fetch --all` first")
+    if len(experts) > 1 and router is None:
+        raise UsageError(f"the cache of run {run_id} has no router; run `paris-node fetch router` first")
+    return run_id, base, experts, router
 
 
 def _run_sampler(

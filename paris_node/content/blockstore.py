@@ -53,18 +53,8 @@ def _write_and_replace(
     Not `fsutil.atomic_write`: the temp name is registered for gc before the file exists, and the folder fsync
     is batched by `Blockstore.sync()` instead of paid per block.
     """
-    total = 0
     try:
-        try:
-            for chunk in chunks:
-                mv = memoryview(chunk).cast("B")
-                while len(mv):
-                    n = os.write(fd, mv)
-                    mv = mv[n:]
-                    total += n
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        total = fsutil.write_fd(fd, chunks)
         replace(tmp, path)
     except BaseException as e:
         try:

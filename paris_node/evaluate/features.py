@@ -158,16 +158,32 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2.0 * trace_root)
 
 
-def inception_fid(real_dir: Path, fake_dir: Path) -> tuple[float | None, str]:
-    """FID-Inception through torch-fidelity when it and its weights are present locally; else (None, why)."""
+def inception_unavailable() -> str | None:
+    """Why FID-Inception cannot run here (torch-fidelity or its weights missing locally), or None if it can."""
     try:
         import torch_fidelity  # noqa: F401
     except ImportError:
-        return None, "FID-Inception skipped: torch-fidelity is not installed (pip install torch-fidelity)"
+        return "FID-Inception skipped: torch-fidelity is not installed (pip install torch-fidelity)"
     weights = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
     if not weights.is_file():
-        return None, f"FID-Inception skipped: its Inception weights are not present locally ({weights})"
-    import torch_fidelity
+        return f"FID-Inception skipped: its Inception weights are not present locally ({weights})"
+    return None
 
-    m = torch_fidelity.calculate_metrics(input1=str(fake_dir), input2=str(real_dir), fid=True, verbose=False)
-    return float(m["frechet_inception_distance"]), "FID-Inception (torch-fidelity)"
+
+def inception_fid(real: np.ndarray, fake: np.ndarray) -> float:
+    """FID-Inception (torch-fidelity) between uint8 image sets [N, R, R, 3]; call only when available."""
+    import tempfile
+
+    import torch_fidelity
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = []
+        for name, images in (("real", real), ("fake", fake)):
+            d = Path(tmp) / name
+            d.mkdir()
+            for i, img in enumerate(images):
+                Image.fromarray(img).save(d / f"{i:05d}.png")
+            dirs.append(str(d))
+        m = torch_fidelity.calculate_metrics(input1=dirs[1], input2=dirs[0], fid=True, verbose=False)
+    return float(m["frechet_inception_distance"])

@@ -8,8 +8,6 @@ new positions and sizes, and the real images FID compares against are new render
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,13 +76,14 @@ class FeatureSpace:
     net: Any
     real: np.ndarray
     label_accuracy: list[float]
+    real_images: np.ndarray  # uint8 [N, R, R, 3]: the reference FID-Inception compares with too
 
     @classmethod
     def for_shapes(cls, resolution: int, cache_dir: Path | None) -> FeatureSpace:
         imgs, caps = real_images(FEATURE_TRAIN_START, FEATURE_TRAIN_N, resolution)
         net = train_feature_net(imgs, caps, cache_dir)
         ref, ref_caps = real_images(HELD_OUT_START + 500_000, FID_REAL_N, resolution)
-        return cls(net, features(net, ref), label_accuracy(net, ref, ref_caps))
+        return cls(net, features(net, ref), label_accuracy(net, ref, ref_caps), ref)
 
     def fid(self, images: np.ndarray) -> float:
         return frechet_distance(features(self.net, images), self.real)
@@ -124,9 +123,3 @@ def score_images(
     fidelity = agreement(read_images(images), truths) if all(t is not None for t in truths) else None
     fid = space.fid(images) if space is not None and len(images) >= 2 else None
     return Score(strategy, len(images), fidelity, fid, seconds)
-
-
-def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from paris_node.errors import UsageError
+from paris_node.evaluate.features import inception_fid, inception_unavailable
 from paris_node.evaluate.grid import labelled_grid
 from paris_node.evaluate.quality import FeatureSpace, Score, check_prompts, held_out_prompts, score_images
 from paris_node.evaluate.shapes_reader import read_images, to_uint8
@@ -90,6 +91,9 @@ def evaluate(
         }
     else:
         notes["fid"] = "skipped: no built-in held-out reference images for this dataset"
+    inception_why = inception_unavailable() if space is not None else None
+    if inception_why:
+        notes["fid_inception"] = inception_why
     if not has_reader:
         notes["fidelity"] = f"no attribute reader for dataset {dataset!r}: distribution distance only"
     scores, rows, marks = [], [], []
@@ -107,6 +111,8 @@ def evaluate(
         images = to_uint8(pixels)
         score = score_images(routing, images, per_row, space, seconds)
         score.extra["expert_calls_per_step"] = round(sampler.stats.expert_calls_per_step, 3)
+        if space is not None and inception_why is None:
+            score.extra["fid_inception"] = inception_fid(space.real_images, images)
         scores.append(score)
         readings = read_images(images) if has_reader else None
         if k == 1:  # rows = routings, columns = prompts
@@ -133,7 +139,7 @@ def markdown(scores: list[Score], notes: dict[str, Any], title: str) -> str:
         f"dataset `{notes['dataset']}` at {notes['resolution']} px, {notes['prompts']} prompts x "
         f"{notes['per_prompt']} image(s), {notes['steps']} Euler steps, CFG {notes['cfg_scale']}, seed {notes['seed']}"
     )
-    for key in ("fidelity", "fid"):
+    for key in ("fidelity", "fid", "fid_inception"):
         if isinstance(notes.get(key), str):
             lines.append(f"- {notes[key]}")
     fs = notes.get("feature_space")
@@ -161,9 +167,3 @@ def write_report(out: Path, scores: list[Score], notes: dict[str, Any], grid, ti
     atomic_write(paths["json"], json.dumps(doc, indent=2) + "\n")
     atomic_write(paths["grid"], lambda tmp: grid.save(tmp, format="PNG"))
     return paths
-
-
-def goal_met(score: Score, background: float = 0.95, colour: float = 0.85, shape: float = 0.80) -> bool:
-    """The quality issue's goal for the demo's top-2 samples."""
-    f = score.fidelity
-    return bool(f) and f["background"] >= background and f["colour"] >= colour and f["shape"] >= shape

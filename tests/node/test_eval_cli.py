@@ -5,6 +5,7 @@ In-process like test_cache_repair.py: the "swarm" is the publisher's store behin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 from click.testing import CliRunner
@@ -72,6 +73,8 @@ def test_eval_writes_report_json_and_grid(tiny_run, fetcher_home, expert_ckpt, r
         assert all(0.0 <= v <= 1.0 for v in s["fidelity"].values())
         assert isinstance(s["fid"], float) and s["fid"] >= 0.0
     assert "| top2 |" in (out / "report.md").read_text()
+    if importlib.util.find_spec("torch_fidelity") is None:  # not a dependency: skipped, and the report says why
+        assert report["notes"]["fid_inception"].startswith("FID-Inception skipped: torch-fidelity is not installed")
     assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
