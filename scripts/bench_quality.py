@@ -1,7 +1,7 @@
 """Paris's comparison at equal training compute: one monolith vs K isolated experts + a router, on `shapes`.
 
     python scripts/bench_quality.py --quick            # a few minutes: tiny models (run by the test suite)
-    python scripts/bench_quality.py                    # the demo's settings, 3 seeds (estimated: an hour on 2 idle cores)
+    python scripts/bench_quality.py                    # the demo's settings, 3 seeds (est. an hour, 2 idle cores)
     python scripts/bench_quality.py --device cuda      # the same on a GPU
 
 (a) a monolith: one expert trained on all the data; (b) K experts, each on its own cluster of the same data (the
