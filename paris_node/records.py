@@ -129,6 +129,10 @@ def job_of_expert(expert: int) -> str:
 
 ROUTER_JOB = "router"
 
+# The lease states (one definition; `swarm/claims.py` decides with them, `LeasePayload` validates them).
+CLAIMING, ACTIVE, RELEASED = "claiming", "active", "released"
+LEASE_STATES = (CLAIMING, ACTIVE, RELEASED)
+
 
 @dataclass(frozen=True)
 class LeasePayload(Payload):
@@ -136,7 +140,7 @@ class LeasePayload(Payload):
 
     KIND: ClassVar[str] = "lease"
     DHT: ClassVar[bool] = True
-    STATES: ClassVar[tuple[str, ...]] = ("claiming", "active", "released")
+    STATES: ClassVar[tuple[str, ...]] = LEASE_STATES
     job: str
     peer: str
     lease_start_ms: int
@@ -167,12 +171,20 @@ class StatusPayload(Payload):
     checkpoint: str | None = None  # CID of the latest checkpoint manifest
     addrs: list[str] = field(default_factory=list)
     error: str | None = None  # why this node's last job failed (it released the lease with this reason)
+    holds: list[str] = field(default_factory=list)  # checkpoint manifest CIDs it verified and serves (vouches)
+
+    MAX_HOLDS: ClassVar[int] = 64
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        if d["error"] is None:  # absent unless set: records without it keep their bytes (and the test vectors)
-            del d["error"]
+        for optional in ("error", "holds"):  # absent unless set: records keep their bytes (and the test vectors)
+            if not d[optional]:
+                del d[optional]
         return d
+
+    def validate(self) -> None:
+        if len(self.holds) > self.MAX_HOLDS:
+            raise SchemaError(f"status.holds lists {len(self.holds)} CIDs; at most {self.MAX_HOLDS}")
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,14 @@ def _median_spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.1f} (min {min(values):.1f}, max {max(values):.1f})"
 
 
+def _cpu_medians(runs: list[tuple[float, list[float]]]) -> tuple[float, str]:
+    """Median CPU seconds of all four processes over `runs`, and the per-process medians as text."""
+    if not runs:
+        return float("nan"), "-"
+    each = [statistics.median(c[i] for _, c in runs) for i in range(4)]
+    return statistics.median(sum(c) for _, c in runs), "/".join(f"{x:.2f}" for x in each)
+
+
 def _provider_main(store_dir: str, src: str, conn) -> None:
     """Node A: serve the blockstore with BlockServer and the raw file on a bare stream."""
     import asyncio
@@ -228,10 +236,14 @@ def _client_main(
     p2p = None
     res: dict = {}
 
-    def cpu_all() -> float:
-        return sum(_cpu_s(pid) for pid in [os.getpid(), p2p._child.pid, *provider_pids])
+    def cpu_all() -> list[float]:
+        """CPU seconds so far of the client, its p2pd, the provider and its p2pd (in that order)."""
+        return [_cpu_s(pid) for pid in [os.getpid(), p2p._child.pid, *provider_pids]]
 
-    async def raw() -> tuple[float, float]:
+    def cpu_since(c0: list[float]) -> list[float]:
+        return [b - a for a, b in zip(c0, cpu_all(), strict=True)]
+
+    async def raw() -> tuple[float, list[float]]:
         t0, c0 = time.perf_counter(), cpu_all()
         _, reader, writer = await p2p.call_binary_stream_handler(PeerID.from_base58(peer), _RAW_PROTOCOL)
         writer.write(size.to_bytes(8, "big"))
@@ -240,9 +252,9 @@ def _client_main(
         while got < size:
             got += len(await reader.readexactly(min(_CHUNK, size - got)))
         writer.close()
-        return time.perf_counter() - t0, cpu_all() - c0
+        return time.perf_counter() - t0, cpu_since(c0)
 
-    async def fetch(folder: Path, fsync: bool) -> tuple[float, float] | None:
+    async def fetch(folder: Path, fsync: bool) -> tuple[float, list[float]] | None:
         """(seconds, CPU seconds of all four processes), or None for a failed fetch (counted, not fatal)."""
         shutil.rmtree(folder, ignore_errors=True)
         real_fsync = bs.os.fsync
@@ -257,7 +269,7 @@ def _client_main(
                 res.setdefault("failures", []).append(repr(e)[:200])
                 return None
             res["blocks"] = stats.blocks_fetched
-            return time.perf_counter() - t0, cpu_all() - c0
+            return time.perf_counter() - t0, cpu_since(c0)
         finally:
             bs.os.fsync = real_fsync
 
@@ -355,8 +367,8 @@ def bench_transfer(args: argparse.Namespace) -> None:
     raw_mb = [mbps(t) for t, _ in res["raw"]]
     fetch_mb = [mbps(t) for t, _ in res["fetch"]] or [0.0]
     nosync_mb = [mbps(t) for t, _ in res["nosync"]] or [0.0]
-    raw_cpu = statistics.median(c for _, c in res["raw"])
-    fetch_cpu = statistics.median(c for _, c in res["fetch"]) if res["fetch"] else float("nan")
+    raw_cpu, raw_each = _cpu_medians(res["raw"])
+    fetch_cpu, fetch_each = _cpu_medians(res["fetch"])
     fetch, raw = statistics.median(fetch_mb), statistics.median(raw_mb)
     load = os.getloadavg()[0]
     print(f"\n== Content: transfer ({args.size_mib} MiB, profile {args.profile}, {res['blocks']} blocks) ==")
@@ -370,6 +382,7 @@ def bench_transfer(args: argparse.Namespace) -> None:
     print(f"  median ratio to raw stream    {fetch / raw:8.2f}x (goal >= 0.6)")
     print(f"  ratio to local copy           {fetch / mbps(copy_s):8.2f}x")
     print(f"  same, store without fsync     MB/s {_median_spread(nosync_mb)} (diagnostic, not durable)")
+    print(f"  CPU s (client/its p2pd/provider/its p2pd)  raw {raw_each}, fetch {fetch_each}")
     print(f"export to file (re-verified)    {mbps(res['export_s']):8.1f} MB/s; bytes identical: {same}")
     print(
         f"peak RSS  client {res['mem']['VmHWM']} MiB (idle {res['idle']['VmRSS']}), "

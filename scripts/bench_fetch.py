@@ -9,7 +9,9 @@ as a takeover would (state too). The "network" is in-process: every block crosse
 to the reader's through `Blockstore.put` (hash-checked), and each one is counted. Reported:
 - checkpoint bytes moved / weights bytes (goal <= 1.1x for sampling); the held-out shards scored on open runs
   are listed apart (they are fetched once per run, not per checkpoint);
-- the reader's disk: store + cache counted by inode (a hard-linked cache file is one copy);
+- the reader's disk: store + cache counted by inode (a hard-linked cache file is one copy), against the weights
+  and against the bytes installed (1.0x: each checkpoint stored once; chunked files are held in the store as
+  no-copy references to the cache file, content/filestore.py);
 - wall time of each fetch.
 
     .venv/bin/python scripts/bench_fetch.py                  # tiny preset
@@ -135,6 +137,9 @@ def fetch_all(root: Path, name: str, pub_home: Home, pub_store: Blockstore, m, p
         "published": everything,
         "shards": shards,
         "disk": disk_bytes(home.blocks_dir, home.cache_dir) - shards,
+        "installed": sum(
+            f["size"] for _, r in cands.values() for n, f in r.body.files.items() if f.get("role") in roles
+        ),
     }
 
 
@@ -149,13 +154,13 @@ def main() -> None:
         print(f"preset {args.preset}, 2 experts + router, cid profile {pub[2].cid_profile}")
         print(
             f"{'fetch for':12} {'moved MB':>9} {'weights MB':>11} {'moved/weights':>14} "
-            f"{'disk/weights':>13} {'wall s':>7}"
+            f"{'disk/weights':>13} {'disk/installed':>15} {'wall s':>7}"
         )
         for name, roles in (("sampling", FOR_SAMPLING), ("takeover", FOR_TRAINING)):
             r = fetch_all(root, name, *pub, roles)
             print(
                 f"{name:12} {r['moved'] / 1e6:9.3f} {r['weights'] / 1e6:11.3f} {r['moved'] / r['weights']:14.3f} "
-                f"{r['disk'] / r['weights']:13.3f} {r['wall_s']:7.2f}"
+                f"{r['disk'] / r['weights']:13.3f} {r['disk'] / r['installed']:15.3f} {r['wall_s']:7.2f}"
             )
         print(
             f"(all published files: {r['published'] / r['weights']:.2f}x the weights; held-out shards moved once: "

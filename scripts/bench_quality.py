@@ -43,7 +43,9 @@ from paris_node.data.shapes import render_shape  # noqa: E402
 from paris_node.evaluate.grid import labelled_grid  # noqa: E402
 from paris_node.evaluate.quality import HELD_OUT_START, FeatureSpace, held_out_prompts, score_images  # noqa: E402
 from paris_node.evaluate.shapes_reader import to_uint8  # noqa: E402
-from paris_node.models.presets import build_expert, build_router, expert_preset, router_preset  # noqa: E402
+from paris_node.models.factory import build_expert, build_router  # noqa: E402
+from paris_node.models.flow import T_SCALE  # noqa: E402
+from paris_node.models.presets import expert_preset, router_preset  # noqa: E402
 from paris_node.models.text import build_text_encoder  # noqa: E402
 from paris_node.models.vae import LatentCodec  # noqa: E402
 from paris_node.sampling.caption_prior import CaptionPrior  # noqa: E402
@@ -113,7 +115,7 @@ def flops_per_sample(model: nn.Module, kind: str, batch: int, text_encoder=None)
             text, mask = text_encoder.encode(["a red circle on a blue background"] * batch)
             training_losses(model, x, t, text, mask)["loss"].backward()
         else:
-            logits = model(x, 1000 * t)
+            logits = model(x, T_SCALE * t)
             nn.functional.cross_entropy(logits, torch.zeros(batch, dtype=torch.long)).backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / batch

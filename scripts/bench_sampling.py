@@ -23,7 +23,8 @@ import time
 import torch
 from torch import nn
 
-from paris_node.models.presets import build_expert, build_router, count_params, expert_preset, router_preset
+from paris_node.models.factory import build_expert, build_router, count_params
+from paris_node.models.presets import expert_preset, router_preset
 from paris_node.models.text import build_text_encoder
 from paris_node.sampling.ensemble import EnsembleSampler
 

@@ -27,11 +27,12 @@ import time
 import torch
 from torch.utils.data import Dataset
 
-from paris_node.models.presets import build_expert, expert_preset
+from paris_node.models.factory import build_expert
+from paris_node.models.presets import expert_preset
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec
 from paris_node.training.losses import training_losses
-from paris_node.training.runtime import ema_update
+from paris_node.training.state import ema_update
 from paris_node.training.trainer import TrainConfig, train
 
 PROMPTS = ["a red square", "a blue circle on green", "two yellow stars", "a small purple triangle"]

@@ -19,7 +19,7 @@ from bench_quality import ImageList  # scripts/ is on sys.path when a script run
 from paris_node.checkpoint import load_model
 from paris_node.data.shapes import render_shape, shape_params
 from paris_node.evaluate.shapes_reader import agreement, read_images, to_uint8
-from paris_node.models.presets import ExpertConfig
+from paris_node.models.config import ExpertConfig
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec
 from paris_node.sampling.ensemble import EnsembleSampler

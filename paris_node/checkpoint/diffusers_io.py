@@ -25,7 +25,8 @@ import torch
 from paris_node.checkpoint.format import CheckpointFolder, CheckpointFormatError
 from paris_node.checkpoint.io import load_model, load_weights, save_checkpoint
 from paris_node.fsutil import atomic_replace_dir, atomic_write, staging_dir
-from paris_node.models.presets import ExpertConfig, RouterConfig, build_expert, build_router
+from paris_node.models.config import ExpertConfig, RouterConfig
+from paris_node.models.factory import build_expert, build_router
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 DIFFUSERS_CONFIG = "config.json"

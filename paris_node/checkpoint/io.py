@@ -24,7 +24,7 @@ from paris_node.checkpoint.format import (
     safetensors_header,
 )
 from paris_node.fsutil import atomic_replace_dir, staging_dir
-from paris_node.models.presets import build_model
+from paris_node.models.factory import build_model
 
 _TENSOR = "__tensor__"
 

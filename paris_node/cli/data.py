@@ -43,7 +43,7 @@ def _publishers(value: str | None) -> str | tuple[str, ...] | None:
 @click.option("--val-fraction", type=float, help="Held-out share of each cluster.  [0.05]")
 @click.option("--text-encoder", help="Text encoder spec.  [default: the expert preset's]")
 @click.option("--publishers", help="'open' (anyone, gated by --val-loss-threshold) or node ids, comma-separated.")
-@click.option("--val-loss-threshold", type=float, help="Open runs: max validation loss of an accepted checkpoint.")
+@click.option("--val-loss-threshold", type=float, help="Open runs: max held-out loss ratio (vs zero).  [0.9]")
 @click.option("--batch", type=int, help="Training batch size.")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--ema", type=float, help="EMA decay.")
@@ -52,6 +52,12 @@ def _publishers(value: str | None) -> str | tuple[str, ...] | None:
 @click.option("--cid-profile", type=click.Choice(sorted(PROFILES)), help="CID profile for shards and checkpoints.")
 @click.option("--seed", type=int, help="Seed of the partition and the validation split.")
 @click.option("--name", help="Human-readable run name.")
+@click.option(
+    "--init-from",
+    metavar="DIR",
+    help="Seed the experts (and router) from pretrained weights: an expert checkpoint, a diffusers PixArt folder "
+    "or a Paris release folder (expert_N/, router/).  [default: the preset the seed matches]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @click.pass_obj
 def init_command(state: CliState, as_json: bool, no_center_crop: bool | None, **flags) -> None:
@@ -64,6 +70,10 @@ def init_command(state: CliState, as_json: bool, no_center_crop: bool | None, **
     given = {k: v for k, v in flags.items() if v is not None}
     if "dataset" in given and given["dataset"] != DEMO_RUN.dataset:
         given.setdefault("samples", None)
+    if "init_from" in given and "expert_preset" not in given:  # the run's experts take the seed's preset
+        from paris_node.checkpoint.seed import find_seed, infer_expert_preset
+
+        given["expert_preset"] = infer_expert_preset(find_seed(given["init_from"]), given.get("text_encoder"))
     if "expert_preset" in given and "router_preset" not in given:
         from paris_node.data.prepare import consistent_router
 
@@ -76,7 +86,11 @@ def init_command(state: CliState, as_json: bool, no_center_crop: bool | None, **
     spec.validate()
     from paris_node.data.prepare import resolve_models
 
-    resolve_models(spec)  # an inconsistent run is refused before any data is read or written
+    _, text_encoder, _ = resolve_models(spec)  # an inconsistent run is refused before any data is read or written
+    if spec.init_from is not None:
+        from paris_node.data.manifest import check_run_seed
+
+        check_run_seed(spec, text_encoder)  # and bad seed weights before the home is touched
     home = state.home.ensure()
     identity = None if spec == DEMO_RUN else load_or_create(home.identity_path)
     run_id, _ = build_run(spec, home, identity)
@@ -90,6 +104,7 @@ def init_command(state: CliState, as_json: bool, no_center_crop: bool | None, **
         "samples": m.samples,
         "skipped": m.skipped,
         "experts": [{"train": s.train.samples, "val": s.val.samples} for s in m.shards],
+        "init": None if m.init is None else m.init.to_dict(),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -97,6 +112,10 @@ def init_command(state: CliState, as_json: bool, no_center_crop: bool | None, **
     click.echo(f"run {m.name!r}: {m.samples} samples ({m.skipped} skipped) from {m.dataset}", err=True)
     for s in m.shards:
         click.echo(f"  expert {s.expert}: {s.train.samples} train / {s.val.samples} val  {s.train.cid}", err=True)
+    if m.init is not None:
+        seeds = [f"expert {k} {r.cid}" for k, r in enumerate(m.init.experts)]
+        seeds.append(f"router {m.init.router.cid}" if m.init.router else "router from scratch")
+        click.echo(f"  seeded ({m.expert_preset} experts): " + ", ".join(seeds), err=True)
     click.echo(f"  signer {summary['signer']}", err=True)
     click.echo(run_id)
 

@@ -15,7 +15,8 @@ def _fmt_params(n: int) -> str:
 
 def preset_table() -> list[dict]:
     """Every expert and router preset with its parameter count (built on the meta device: no memory)."""
-    from paris_node.models.presets import EXPERT_PRESETS, ROUTER_PRESETS, build_expert, build_router, count_params
+    from paris_node.models.factory import build_expert, build_router, count_params
+    from paris_node.models.presets import EXPERT_PRESETS, ROUTER_PRESETS
 
     rows = []
     for name, cfg in EXPERT_PRESETS.items():

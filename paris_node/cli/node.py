@@ -110,8 +110,7 @@ def _fetch(home, target, targets, fetch_all, timeout, progress) -> tuple[str, li
     from paris_node.node.fetcher import CheckpointFetcher
     from paris_node.node.session import learn_run, obtain_run, reader_dht
     from paris_node.node.verify import Candidate
-    from paris_node.swarm.dht import dht_now_ms
-    from paris_node.swarm.membership import read_leases, read_pointers, read_providers
+    from paris_node.swarm.membership import read_history, read_pointers, read_providers
 
     store = Blockstore(home.blocks_dir)
     with reader_dht(target.join, timeout) as dht, ExchangeService(dht, store, serve=False) as exchange:
@@ -134,8 +133,8 @@ def _fetch(home, target, targets, fetch_all, timeout, progress) -> tuple[str, li
             return [r.body.peer for r in read_providers(dht, manifest.run_id, cid)]
 
         fetcher = CheckpointFetcher(home, store, manifest, fetch=fetch_cid, providers=providers)
-        # who holds which lease now: only an owner's pointers are eligible (node/selection.py)
-        fetcher.history.observe(read_leases(dht, manifest.run_id, jobs), dht_now_ms(), run=manifest.run_id)
+        # who holds which lease now, and what those owners vouch for: the eligibility evidence (node/selection.py)
+        read_history(dht, manifest.run_id, jobs_wanted([], True, manifest.experts), fetcher.history)
         rows: list[dict] = []
         t_all = time.monotonic()
         for job in jobs:
@@ -156,7 +155,8 @@ def _row(v, size: int, seconds: float | None, job: str | None = None) -> dict:
     if v is None:
         return {
             "job": job, "step": -1, "signer": "-", "cid": "-", "val_loss": None, "ok": False,
-            "verdict": "none", "reason": "nobody announced a checkpoint", "bytes": 0, "seconds": None,
+            "verdict": "none", "reason": "nobody announced a checkpoint", "code": "unannounced", "bytes": 0,
+            "seconds": None,
         }  # fmt: skip
     return {
         "job": v.job,
@@ -167,6 +167,7 @@ def _row(v, size: int, seconds: float | None, job: str | None = None) -> dict:
         "ok": v.ok,
         "verdict": "ok" if v.ok else "rejected",
         "reason": v.reason,
+        "code": v.code,  # node/verify.REASON_CODES; protocol/selection.md lists them
         "bytes": size,
         "seconds": seconds,
     }

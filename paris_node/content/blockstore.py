@@ -11,6 +11,9 @@ gc looks (and is judged by the pins like any other) or after gc ends (and is kep
 only when no put of this process is writing it and it is older than STALE_TMP_S (another process's put).
 Durability: a visible block's bytes are always on disk; its directory entry is on disk once `sync()` has run
 (fetch_dag and add_file call it before they return), so a crash before that may lose, never corrupt, a block.
+
+A raw leaf of a file installed elsewhere (a checkpoint in the cache) may be held as a reference `<KEY>.ref`
+instead of a copy (`reference_file`, see filestore.py): read and hashed against its CID on every `get`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from paris_node import fsutil
 from paris_node.content.cid import DAG_PB, IDENTITY, RAW, CidInfo, block_links, parse_cid, verify_block
 from paris_node.content.errors import BlockMismatch, BlockNotFound, BlockTooLarge, CorruptDag, StoreFull
+from paris_node.content.filestore import REF_SUFFIX, FileRef, reference_file
 
 __all__ = ["Blockstore", "atomic_write"]
 
@@ -35,10 +39,10 @@ _PINS_FILE = "pins.json"
 STALE_TMP_S = 600.0  # gc leaves younger temp files alone: another process may be writing them
 
 
-def atomic_write(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
+def atomic_write(path: Path, chunks: Iterable[bytes | memoryview], *, sync_dir: bool = True) -> int:
     """`fsutil.atomic_write` of chunks (returns bytes written) with a full disk reported as StoreFull."""
     try:
-        return fsutil.atomic_write(path, chunks)
+        return fsutil.atomic_write(path, chunks, sync_dir=sync_dir)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise StoreFull(f"disk full while writing {path}: free some space (try `paris-node gc`) and retry") from e
@@ -67,6 +71,15 @@ def _write_and_replace(
     return total
 
 
+def _cid_of(p: Path) -> str | None:
+    """The CID (v1, raw) a block file or reference stands for, from its name (None: not one of ours)."""
+    try:
+        mh = base64.b32decode(p.stem + "=" * (-len(p.stem) % 8))
+        return str(CidInfo(1, RAW, mh[0], mh[2:]))
+    except Exception:
+        return None
+
+
 class Blockstore:
     """Verified block storage under one folder. Safe to use from several threads of one process."""
 
@@ -88,6 +101,25 @@ class Blockstore:
         info = parse_cid(cid) if isinstance(cid, str) else cid
         key = self._key(info)
         return self.root / key[-3:-1] / f"{key}.data"
+
+    def _ref_path(self, info: CidInfo) -> Path:
+        return self._path(info).with_suffix(REF_SUFFIX)
+
+    def _ref(self, info: CidInfo) -> FileRef | None:
+        try:
+            return FileRef.from_bytes(self._ref_path(info).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _read_ref(self, info: CidInfo) -> bytes | None:
+        """A referenced block's bytes, verified; a reference whose file no longer holds them is dropped."""
+        ref = self._ref(info)
+        if ref is None:
+            return None
+        data = ref.read(info)
+        if data is None:
+            self._ref_path(info).unlink(missing_ok=True)
+        return data
 
     def put(self, cid: str, data: bytes | memoryview) -> None:
         """Store a block after checking its hash (BlockMismatch, nothing written, if it does not match)."""
@@ -153,7 +185,10 @@ class Blockstore:
         try:
             return self._path(info).read_bytes()
         except FileNotFoundError:
+            data = self._read_ref(info)
+        if data is None:
             raise BlockNotFound(f"block {cid} is not in the local store") from None
+        return data
 
     def block_file(self, cid: str) -> Path | None:
         """The file holding a block's bytes (None if absent): a raw block that is a whole file can be hard-linked
@@ -168,54 +203,92 @@ class Blockstore:
         (their pins stay; `missing_blocks` names them).
         """
         bad = []
-        for cid in self.cids():
+        for p in self._files():
+            cid = _cid_of(p)
+            if cid is None:
+                continue
+            if p.suffix == REF_SUFFIX:  # a reference: its file must still hold the bytes
+                ref = self._ref(parse_cid(cid))
+                if ref is None or ref.read(parse_cid(cid)) is None:
+                    bad.append(cid)
+                    if repair:
+                        p.unlink(missing_ok=True)
+                elif repair and not ref.current():  # touched, bytes intact: refer to the file as it is now
+                    atomic_write(p, [FileRef.of(ref.path, ref.offset, ref.size).to_bytes()])
+                continue
             try:
-                verify_block(cid, self._path(cid).read_bytes())
+                verify_block(cid, p.read_bytes())
             except FileNotFoundError:
                 continue  # removed meanwhile (gc)
             except (BlockMismatch, BlockTooLarge):
                 bad.append(cid)
                 if repair:
-                    self.delete(cid)
+                    p.unlink(missing_ok=True)
         return bad
 
     def has(self, cid: str) -> bool:
+        """Whether the block is held: its own file, or a reference to a file that is still the one referenced
+        (one stat; its bytes are checked when read)."""
         info = parse_cid(cid)
-        return info.mh_code == IDENTITY or self._path(info).is_file()
+        if info.mh_code == IDENTITY or self._path(info).is_file():
+            return True
+        ref = self._ref(info)
+        return ref is not None and ref.current()
 
     def delete(self, cid: str) -> None:
-        try:
-            self._path(cid).unlink()
-        except FileNotFoundError:
-            pass
+        info = parse_cid(cid)
+        self._path(info).unlink(missing_ok=True)
+        self._ref_path(info).unlink(missing_ok=True)
 
     def size(self, cid: str) -> int:
+        info = parse_cid(cid)
         try:
-            return self._path(cid).stat().st_size
+            return self._path(info).stat().st_size
         except FileNotFoundError:
+            ref = self._ref(info)
+        if ref is None:
             raise BlockNotFound(f"block {cid} is not in the local store") from None
+        return ref.size
 
     def _files(self) -> Iterator[Path]:
+        """Block files and references (a crash in `reference_file` may leave both for one block)."""
         for shard in sorted(self.root.iterdir()):
             if shard.is_dir() and len(shard.name) == 2:
-                yield from (p for p in sorted(shard.iterdir()) if p.suffix == ".data" and not p.name.startswith("."))
+                yield from (
+                    p
+                    for p in sorted(shard.iterdir())
+                    if p.suffix in (".data", REF_SUFFIX) and not p.name.startswith(".")
+                )
 
     def cids(self) -> Iterator[str]:
         """Every stored block as a CIDv1 with codec raw (the store keeps multihashes only, as Kubo does)."""
+        seen: set[str] = set()
         for p in self._files():
-            try:
-                mh = base64.b32decode(p.stem + "=" * (-len(p.stem) % 8))
-                yield str(CidInfo(1, RAW, mh[0], mh[2:]))
-            except Exception:
-                continue
+            cid = _cid_of(p)
+            if cid is not None and cid not in seen:
+                seen.add(cid)
+                yield cid
 
     def stat(self) -> dict:
-        """Size report: number of blocks and their total bytes."""
-        blocks = total = 0
+        """Size report: number of blocks, the bytes of their own files, and the bytes held as references."""
+        blocks = total = referenced = 0
         for p in self._files():
             blocks += 1
-            total += p.stat().st_size
-        return {"blocks": blocks, "bytes": total}
+            if p.suffix == REF_SUFFIX:
+                cid = _cid_of(p)
+                ref = None if cid is None else self._ref(parse_cid(cid))
+                referenced += ref.size if ref is not None else 0
+            else:
+                total += p.stat().st_size
+        return {"blocks": blocks, "bytes": total, "referenced_bytes": referenced}
+
+    # --- no-copy references ---------------------------------------------------------------------------------
+
+    def reference_file(self, root: str, path: str | os.PathLike) -> int:
+        """`path` holds the file of the DAG at `root` (installed and checked): keep its raw leaves as references
+        to `path` instead of copies; returns the bytes of block files removed (see `filestore.reference_file`)."""
+        with self._lock:  # never in the middle of a gc
+            return reference_file(self, root, path)
 
     # --- pins and gc ----------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from multiaddr import Multiaddr
 from paris_node.content.cid import block_links, verify_block
 from paris_node.content.dag import missing_blocks
 from paris_node.content.errors import BlockMismatch, ContentError, FetchError
+from paris_node.content.exchange_stream import BufferPool, FrameReader, PooledFrame
 from paris_node.content.exchange_wire import (
     MAX_WANT,
     PROTOCOL,
@@ -33,7 +34,6 @@ from paris_node.content.exchange_wire import (
     PeerStalled,
     StreamCut,
     encode_request,
-    read_frame,
 )
 
 if TYPE_CHECKING:
@@ -166,6 +166,7 @@ class _DagFetch:
         self.failure: Exception | None = None
         self.changed = asyncio.Event()
         self.stats = FetchStats()
+        self.pool = BufferPool()  # block buffers, reused: about (_INGEST_DEPTH + 1) per stream
 
     async def run(self) -> FetchStats:
         t0 = time.perf_counter()
@@ -325,8 +326,9 @@ class _DagFetch:
         try:
             writer.write(encode_request(batch))
             await writer.drain()
+            frames = FrameReader(reader, writer, self.pool)
             for cid in list(batch):
-                frame = await read_frame(reader, cid, self.stall_timeout_s)
+                frame = await frames.read_frame(cid, self.stall_timeout_s)
                 while ingesting and (ingesting[0].done() or len(ingesting) >= _INGEST_DEPTH):
                     await ingesting.popleft()  # raises BlockMismatch for a bad block: the provider is dropped
                 if frame.data is None:
@@ -334,7 +336,7 @@ class _DagFetch:
                     batch.remove(cid)
                     self._requeue([cid])
                 else:
-                    ingesting.append(asyncio.ensure_future(self._ingest(key, cid, frame.data, batch)))
+                    ingesting.append(asyncio.ensure_future(self._ingest(key, frame, batch)))
             # Every frame is in: we close first, so the provider (which waits for our close) never cuts a stream
             # whose last bytes are still on their way, and its slot is free while we verify and store.
             writer.close()
@@ -349,15 +351,16 @@ class _DagFetch:
                     await fut
             writer.close()
 
-    async def _ingest(self, key: str, cid: str, data: bytes, batch: list[str]) -> None:
+    async def _ingest(self, key: str, frame: PooledFrame, batch: list[str]) -> None:
+        cid, size = frame.cid, len(frame.data)
         try:
-            links = await asyncio.to_thread(self._verify_and_store, cid, data)
+            links = await asyncio.to_thread(self._verify_and_store, frame)
         except BlockMismatch:
             self.stats.blocks_rejected += 1
             raise
         batch.remove(cid)
         self.stats.blocks_fetched += 1
-        self.stats.bytes_fetched += len(data)
+        self.stats.bytes_fetched += size
         self.stats.by_provider[key] = self.stats.by_provider.get(key, 0) + 1
         new = [c for c in links if c not in self.seen]
         self.seen.update(new)
@@ -366,9 +369,13 @@ class _DagFetch:
         self.pending.discard(cid)  # only after its children are pending, so pending never empties early
         self._wake()
 
-    def _verify_and_store(self, cid: str, data: bytes) -> list[str]:
+    def _verify_and_store(self, frame: PooledFrame) -> list[str]:
         """Runs in a thread. The one hash of a received block, right before it is stored: nothing reaches the
-        store unverified, and put_local stores these same bytes without hashing them a second time."""
-        verify_block(cid, data)
-        self.store.put_local(cid, [data])
-        return block_links(cid, data)
+        store unverified, and put_local stores these same bytes without hashing them a second time. The buffer
+        goes back to the pool here, in the thread, once nothing reads it (also when the fetch was cancelled)."""
+        try:
+            verify_block(frame.cid, frame.data)
+            self.store.put_local(frame.cid, [frame.data])
+            return block_links(frame.cid, frame.data)
+        finally:
+            frame.release()

@@ -1,7 +1,8 @@
 """Wire format of the paris block protocol (spec: protocol/exchange.md).
 
 One libp2p stream per request. The client writes one want-list, the server answers one frame per
-wanted CID, in want-list order, then closes. Every length is checked against its cap *before* the
+wanted CID, in want-list order, then closes. The client reads frames with `exchange_stream.FrameReader`,
+which checks each header here (`check_frame_header`). Every length is checked against its cap *before* the
 bytes it announces are read, so a peer cannot make us buffer more than one block.
 
 This module only encodes and decodes; it owns no sockets and knows nothing of stores or peers.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import dataclass
+from collections.abc import Sized
 
 from paris_node.content.cid import MAX_BLOCK_SIZE
 from paris_node.content.errors import BlockTooLarge, ContentError
@@ -51,14 +52,6 @@ class PeerStalled(ExchangeError):
     """A peer sent nothing for longer than the per-frame deadline."""
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One answer: `data` is None when the peer does not have the block."""
-
-    cid: str
-    data: bytes | None
-
-
 def encode_request(cids: list[str]) -> bytes:
     """Want-list: u32 big-endian length, then the CIDs as ASCII joined by newlines."""
     if not cids or len(cids) > MAX_WANT:
@@ -96,8 +89,8 @@ async def read_request(reader: asyncio.StreamReader, timeout_s: float) -> list[s
     return cids
 
 
-def encode_frame_header(cid: str, data: bytes | None) -> bytes:
-    """Frame header plus the echoed CID; the block bytes (if any) follow it on the stream."""
+def encode_frame_header(cid: str, data: Sized | None) -> bytes:
+    """Frame header plus the echoed CID; the block's bytes (if any: anything with their length) follow it."""
     raw_cid = cid.encode("ascii")
     assert len(raw_cid) <= MAX_CID_LEN
     if data is None:
@@ -106,30 +99,14 @@ def encode_frame_header(cid: str, data: bytes | None) -> bytes:
     return _FRAME_HEADER.pack(STATUS_BLOCK, len(raw_cid), len(data)) + raw_cid
 
 
-async def read_frame(reader: asyncio.StreamReader, expected_cid: str, timeout_s: float) -> Frame:
-    """Client side: read one answer for `expected_cid`.
-
-    The size in the header is checked before the body is read, so an oversize claim costs us
-    six bytes, not the claimed megabytes. Raises FrameTooLarge, PeerMisbehaved (bad status, CID
-    out of order, stream cut short) or PeerStalled (no whole frame within `timeout_s`).
-    """
-
-    async def _read() -> Frame:
-        status, cid_len, size = _FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER_SIZE))
-        if size > MAX_BLOCK_SIZE:
-            raise FrameTooLarge(f"frame for {expected_cid} claims {size} bytes (cap {MAX_BLOCK_SIZE})")
-        if status not in (STATUS_BLOCK, STATUS_NOT_HAVE) or (status == STATUS_NOT_HAVE and size):
-            raise PeerMisbehaved(f"bad frame header status={status} size={size}")
-        cid = (await reader.readexactly(cid_len)).decode("ascii", errors="replace")
-        if cid != expected_cid:
-            raise PeerMisbehaved(f"answer for {cid[:80]!r} where {expected_cid} was due")
-        if status == STATUS_NOT_HAVE:
-            return Frame(cid, None)
-        return Frame(cid, await reader.readexactly(size))
-
-    try:
-        return await asyncio.wait_for(_read(), timeout_s)
-    except asyncio.TimeoutError as e:
-        raise PeerStalled(f"no frame for {expected_cid} within {timeout_s:.1f} s") from e
-    except asyncio.IncompleteReadError as e:
-        raise StreamCut(f"stream ended inside the frame for {expected_cid} ({len(e.partial)} bytes of a part)") from e
+def check_frame_header(expected_cid: str, header: bytes, cid: str | None = None) -> tuple[int, int, int]:
+    """(status, cid length, block length) of a frame due for `expected_cid`, checked before its body is read:
+    FrameTooLarge over MAX_BLOCK_SIZE, PeerMisbehaved for a bad status or (once `cid` is read) another CID."""
+    status, cid_len, size = _FRAME_HEADER.unpack(header)
+    if size > MAX_BLOCK_SIZE:
+        raise FrameTooLarge(f"frame for {expected_cid} claims {size} bytes (cap {MAX_BLOCK_SIZE})")
+    if status not in (STATUS_BLOCK, STATUS_NOT_HAVE) or (status == STATUS_NOT_HAVE and size):
+        raise PeerMisbehaved(f"bad frame header status={status} size={size}")
+    if cid is not None and cid != expected_cid:
+        raise PeerMisbehaved(f"answer for {cid[:80]!r} where {expected_cid} was due")
+    return status, cid_len, size

@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from paris_node.data.datasets import ImageCaptionDataset, Item, resolve_path
+from paris_node.data.dataset_base import ImageCaptionDataset, Item, resolve_path
 from paris_node.data.images import IMAGE_SUFFIXES, BadImage, load_image
 from paris_node.errors import UsageError
 

@@ -15,7 +15,11 @@ by the creating node's own key, and its signature names who defined the run.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+from pathlib import Path
 
+from paris_node.content.blockstore import Blockstore
 from paris_node.content.cid import file_cid, parse_cid, resolve_profile
 from paris_node.content.dag import add_bytes, iter_file
 from paris_node.data.prepare import prepare_data, resolve_models, store_for, unpin_new
@@ -26,6 +30,7 @@ from paris_node.data.runspec import (  # noqa: F401  (re-exported: the node impo
     RUN_FORMAT,
     ExpertShards,
     FileRef,
+    RunInit,
     RunManifest,
     RunSpec,
     manifest_document,
@@ -57,9 +62,11 @@ def build_run(
     elif identity is None:
         raise UsageError("a run other than the built-in demo needs a signing identity (the node key)")
     resolution, text_encoder, latent_space = resolve_models(spec)
+    seed = check_run_seed(spec, text_encoder)  # bad seed weights are refused before anything is written
     store = store_for(home)
     pinned_before = set(store.pins())
     try:
+        init = None if seed is None else _store_seed(spec, seed, home, store)
         prepared = prepare_data(spec, resolution, home, store)
         doc = manifest_document(
             spec,
@@ -71,6 +78,7 @@ def build_run(
             centroids=prepared.centroids,
             shards=prepared.shards,
             shard_format=prepared.shard_format,
+            init=init,
         )
         record = sign_record(identity, RunPayload(name=spec.name, experts=spec.experts, spec=doc), issued_ms=issued_ms)
         data = record.to_bytes()
@@ -82,6 +90,47 @@ def build_run(
     parse_manifest(run_id, record)  # what we publish must read back
     log.info("run %s: %d experts, shard sizes %s", run_id, spec.experts, [s.train.samples for s in prepared.shards])
     return run_id, record
+
+
+def check_run_seed(spec: RunSpec, text_encoder: str) -> tuple | None:
+    """(source, expert config, router config) of a run with `init_from`, every seed checked; None without."""
+    if spec.init_from is None:
+        return None
+    from paris_node.checkpoint.seed import check_seed, find_seed
+    from paris_node.models.presets import expert_preset, router_preset
+
+    source = find_seed(spec.init_from)
+    expert_cfg = expert_preset(spec.expert_preset, text_encoder=text_encoder)  # = node.fetcher.run_expert_config
+    router_cfg = router_preset(spec.router_preset, num_experts=spec.experts) if spec.experts > 1 else None
+    check_seed(source, spec.experts, expert_cfg, router_cfg)
+    return source, expert_cfg, router_cfg
+
+
+def _store_seed(spec: RunSpec, seed: tuple, home: Home, store: Blockstore) -> RunInit:
+    """Convert each checked seed folder to the format's weights file, add it to the store (pinned): the CIDs."""
+    from paris_node.checkpoint.seed import seed_weights
+    from paris_node.content.dag import add_file
+
+    source, expert_cfg, router_cfg = seed
+    home.root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".seed-", dir=home.root))
+    try:
+
+        def stored(folder: Path, kind: str, cfg) -> FileRef:
+            path = seed_weights(folder, source.layout, kind, cfg, tmp / f"{kind}-{len(done)}.safetensors")
+            return FileRef(add_file(store, path, spec.cid_profile, pin=True), path.stat().st_size)
+
+        done: dict[Path, FileRef] = {}
+        for k in range(spec.experts):
+            folder = source.expert_dir(k)
+            if folder not in done:  # one transformer seeds every expert: converted and stored once
+                done[folder] = stored(folder, "expert", expert_cfg)
+        router = None
+        if source.router is not None and router_cfg is not None:
+            router = stored(source.router, "router", router_cfg)
+        return RunInit(tuple(done[source.expert_dir(k)] for k in range(spec.experts)), router)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _save_local(home: Home, run_id: str, data: bytes) -> None:

@@ -16,9 +16,12 @@ from paris_node.canonical import parse_real, real
 from paris_node.content.cid import DEFAULT_PUBLISH_PROFILE
 from paris_node.errors import SchemaError, UsageError
 from paris_node.identity import Identity, public_from_node_id
-from paris_node.records import RunPayload, SignedRecord
+from paris_node.records import ROUTER_JOB, RunPayload, SignedRecord
 
 RUN_FORMAT = "paris-node/run/v1"
+# v2 = v1 + `init` (the seed weights every job starts from). Only a seeded run is written as v2, so every other run
+# id (the demo's included) is unchanged, and an older reader refuses a seeded run instead of ignoring its seed.
+RUN_FORMAT_SEEDED = "paris-node/run/v2"
 DEMO_IDENTITY = Identity.from_seed(hashlib.sha256(b"paris-node/demo-run/v1").digest())
 DEMO_ISSUED_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so the demo manifest bytes are fixed
 
@@ -51,8 +54,9 @@ class RunSpec:
     publish_every_steps: int = 250
     publish_every_s: int = 300
     publishers: str | tuple[str, ...] = "open"
-    val_loss_threshold: float | None = 1.0
+    val_loss_threshold: float | None = 0.9  # open runs: 10 % better than the zero predictor (protocol/selection.md)
     cid_profile: str = DEFAULT_PUBLISH_PROFILE
+    init_from: str | None = None  # a folder of seed weights (checkpoint/seed.py); its CIDs go in the manifest
 
     def validate(self) -> None:
         if self.experts < 1:
@@ -88,10 +92,40 @@ class FileRef:
 
 
 @dataclass(frozen=True)
+class RunInit:
+    """The seed weights of a run (`init --init-from`): a `model.safetensors` per expert (the same file may seed
+    several) and optionally the router's; a job with no checkpoint yet starts from its seed at step 0."""
+
+    experts: tuple[FileRef, ...]
+    router: FileRef | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experts": [e.to_dict() for e in self.experts],
+            "router": None if self.router is None else self.router.to_dict(),
+        }
+
+    def cids(self) -> list[str]:
+        """The distinct seed CIDs, experts first."""
+        refs = [*self.experts, *([] if self.router is None else [self.router])]
+        return list(dict.fromkeys(r.cid for r in refs))
+
+
+@dataclass(frozen=True)
 class ExpertShards:
     expert: int
     train: FileRef
     val: FileRef
+
+
+def publisher_allowed(policy: str | tuple[str, ...] | list[str], node_id: str) -> bool:
+    """The run's publisher policy (the one check): "open" admits anyone, a list or tuple admits the listed node ids.
+
+    Any other value (a bare id string, say) admits nobody: a string must never be matched as a substring.
+    """
+    if policy == "open":
+        return True
+    return isinstance(policy, (list, tuple)) and node_id in policy
 
 
 @dataclass(frozen=True)
@@ -123,6 +157,7 @@ class RunManifest:
     val_loss_threshold: float | None
     cid_profile: str
     extra: dict[str, Any] = field(default_factory=dict)
+    init: RunInit | None = None
 
     @property
     def signer(self) -> str:
@@ -134,11 +169,20 @@ class RunManifest:
 
     def allows_publisher(self, node_id: str) -> bool:
         """Publisher policy: anyone on an open run (gated by val_loss_threshold), else the listed keys."""
-        return self.publishers == "open" or node_id in self.publishers
+        return publisher_allowed(self.publishers, node_id)
 
     def cids(self) -> list[str]:
-        """Every CID the run needs: centroids, then each expert's train and validation shard."""
-        return [self.centroids.cid] + [c for s in self.shards for c in (s.train.cid, s.val.cid)]
+        """Every CID the run needs: centroids, each expert's train and validation shard, then the seeds if any."""
+        seeds = [] if self.init is None else self.init.cids()
+        return [self.centroids.cid] + [c for s in self.shards for c in (s.train.cid, s.val.cid)] + seeds
+
+    def seed_of(self, job: str) -> FileRef | None:
+        """The seed weights `job` starts from when it has no checkpoint yet; None: it starts from scratch."""
+        if self.init is None:
+            return None
+        if job == ROUTER_JOB:
+            return self.init.router
+        return self.init.experts[int(job.split("/", 1)[1])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,10 +201,12 @@ def manifest_document(
     centroids: FileRef,
     shards: list[ExpertShards],
     shard_format: str,
+    init: RunInit | None = None,
 ) -> dict[str, Any]:
     """The `spec` object of the run payload (protocol/run-manifest.md). Reals are decimal strings."""
+    seeded = {} if init is None else {"init": init.to_dict()}
     return {
-        "format": RUN_FORMAT,
+        "format": RUN_FORMAT if init is None else RUN_FORMAT_SEEDED,
         "dataset": {
             "spec": spec.dataset,
             "samples": samples,
@@ -196,6 +242,7 @@ def manifest_document(
         "publishers": "open" if spec.publishers == "open" else sorted(spec.publishers),
         "val_loss_threshold": None if spec.val_loss_threshold is None else real(spec.val_loss_threshold),
         "cid_profile": spec.cid_profile,
+        **seeded,
     }
 
 
@@ -221,8 +268,8 @@ def parse_manifest(run_id: str, record: SignedRecord) -> RunManifest:
     body = record.body
     assert isinstance(body, RunPayload)
     d = body.spec
-    if d.get("format") != RUN_FORMAT:
-        raise SchemaError(f"run manifest format {d.get('format')!r} is not {RUN_FORMAT}")
+    if d.get("format") not in (RUN_FORMAT, RUN_FORMAT_SEEDED):
+        raise SchemaError(f"run manifest format {d.get('format')!r} is not {RUN_FORMAT} or {RUN_FORMAT_SEEDED}")
     shards = []
     for i, s in enumerate(_get(d, "shards", list)):
         if _get(s, "expert", int) != i:
@@ -237,6 +284,7 @@ def parse_manifest(run_id: str, record: SignedRecord) -> RunManifest:
     if isinstance(publishers, str) and publishers != "open":
         raise SchemaError(f"run manifest: publishers must be 'open' or a list, got {publishers!r}")
     threshold = d.get("val_loss_threshold")
+    init = _init(d, body.experts) if d["format"] == RUN_FORMAT_SEEDED else None
     known = {
         "format",
         "dataset",
@@ -248,6 +296,7 @@ def parse_manifest(run_id: str, record: SignedRecord) -> RunManifest:
         "publishers",
         "val_loss_threshold",
         "cid_profile",
+        "init",
     }
     return RunManifest(
         run_id=run_id,
@@ -275,6 +324,19 @@ def parse_manifest(run_id: str, record: SignedRecord) -> RunManifest:
         val_loss_threshold=None if threshold is None else parse_real(threshold),
         cid_profile=_get(d, "cid_profile", str),
         extra={k: v for k, v in d.items() if k not in known},
+        init=init,
+    )
+
+
+def _init(d: dict[str, Any], experts: int) -> RunInit:
+    """The `init` object of a v2 manifest: one seed per expert, the router's or null."""
+    refs = _get(d, "init.experts", list)
+    if len(refs) != experts:
+        raise SchemaError(f"run manifest: init.experts has {len(refs)} entries for {experts} experts")
+    router = _get(d, "init", dict).get("router")
+    return RunInit(
+        tuple(_ref(_get({"e": r}, "e", dict)) for r in refs),
+        None if router is None else _ref(_get(d, "init.router", dict)),
     )
 
 

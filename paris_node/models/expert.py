@@ -14,7 +14,7 @@ import torch
 from diffusers import PixArtTransformer2DModel
 from torch import nn
 
-from paris_node.models.presets import ExpertConfig
+from paris_node.models.config import ExpertConfig
 
 
 class PixArtExpert(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paris_node.models.presets import RouterConfig
+from paris_node.models.config import RouterConfig
 
 #################################################################################
 #                            Embedding layers                                   #

@@ -13,6 +13,7 @@ written; the fetcher repairs a folder that fails from the content store or the s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -23,13 +24,15 @@ from typing import Any
 from paris_node.checkpoint import CheckpointFolder, CheckpointFormatError, FileEntry, manifest_entries
 from paris_node.checkpoint.format import ROLE_OF_FILE, ROLE_WEIGHTS, safetensors_header, sha256_file
 from paris_node.content.blockstore import Blockstore
-from paris_node.content.cid import RAW, parse_cid
+from paris_node.content.cid import DAG_PB, RAW, parse_cid
 from paris_node.content.dag import export_file
+from paris_node.content.errors import ContentError
 from paris_node.fsutil import atomic_replace_dir, atomic_write, recover_dir, staging_dir
 from paris_node.home import Home
 from paris_node.records import ROUTER_JOB
 
 INFO_FILE = "fetched.json"
+log = logging.getLogger(__name__)
 
 
 def job_dirname(job: str) -> str:
@@ -190,12 +193,29 @@ def install_file(store: Blockstore, entry: FileEntry, out: Path) -> str:
     return "copy"
 
 
+def reference_installed(store: Blockstore, folder: Path, inst: Installed) -> int:
+    """Store each installed chunked file once: its raw leaves become no-copy references to the file in `folder`
+    (content/filestore.py), read-only like a linked file. Returns the bytes freed in the store."""
+    freed = 0
+    for name, entry in sorted(inst.files.items()):
+        if parse_cid(entry.cid).codec != DAG_PB:
+            continue  # one raw block: install_file linked it already
+        path = folder / name
+        try:
+            os.chmod(path, 0o444)
+            freed += store.reference_file(entry.cid, path)
+        except (ContentError, OSError) as e:  # the copy stays: stored twice, never lost
+            log.warning("keeping a copy of %s in the store: %s", path, e)
+    return freed
+
+
 class Staging:
     """A hidden folder next to the final one; `commit(installed)` swaps it into place atomically."""
 
-    def __init__(self, home: Home, run_id: str, job: str):
+    def __init__(self, home: Home, run_id: str, job: str, store: Blockstore | None = None):
         self.final = job_dir(home, run_id, job)
         self.path = staging_dir(self.final)
+        self.store = store  # given: the committed files' blocks become references to them (reference_installed)
 
     @property
     def folder(self) -> CheckpointFolder:
@@ -226,7 +246,10 @@ class Staging:
                 parent=json.loads(inst["record"])["payload"].get("parent"),
             )
         atomic_write(self.path / INFO_FILE, inst.to_json(), sync_dir=False)
-        return atomic_replace_dir(self.path, self.final)
+        final = atomic_replace_dir(self.path, self.final)
+        if self.store is not None:
+            reference_installed(self.store, final, inst)
+        return final
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from paris_node.checkpoint import load_model
+from paris_node.models.flow import T_SCALE, interpolate
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec, codec_spec
-from paris_node.training.losses import T_SCALE, interpolate, objective_of, training_losses
+from paris_node.training.losses import objective_of, training_losses
 
 EVAL_SEED = 20251003  # fixed so that publisher and fetchers compute the same number
 

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
-from paris_node.checkpoint import CONFIG, FOR_SAMPLING, FORMAT_VERSION, CheckpointFormatError, manifest_entries
+from paris_node.checkpoint import (
+    CONFIG,
+    FOR_SAMPLING,
+    FORMAT_VERSION,
+    WEIGHTS,
+    CheckpointFormatError,
+    manifest_entries,
+    safetensors_header,
+)
 from paris_node.checkpoint.format import select
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import iter_file
@@ -25,11 +33,12 @@ from paris_node.content.exchange_client import PenaltyBox
 from paris_node.data.manifest import RunManifest
 from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
-from paris_node.errors import ParisError, RecordError, UsageError
+from paris_node.errors import BadSignature, ParisError, RecordError, UsageError
 from paris_node.fsutil import atomic_replace_dir, staging_dir
 from paris_node.home import Home
 from paris_node.identity import peer_id_from_public, public_from_node_id
-from paris_node.models.presets import ExpertConfig, RouterConfig, expert_preset, router_preset
+from paris_node.models.config import ExpertConfig, RouterConfig
+from paris_node.models.presets import expert_preset, router_preset
 from paris_node.node import cache
 from paris_node.node.evaluate import Score, score_checkpoint
 from paris_node.node.publish import sha256_file
@@ -53,7 +62,6 @@ from paris_node.node.verify import (
     check_manifest,
     check_publisher,
     check_rollback,
-    check_val_loss,
 )
 from paris_node.records import DOCUMENT_CAP, ROUTER_JOB, decode_record, now_ms
 
@@ -158,20 +166,22 @@ class CheckpointFetcher:
             self._get(ptr.manifest_cid, cand.signer, "manifest")
             data = b"".join(iter_file(self.store, ptr.manifest_cid))
             if len(data) > DOCUMENT_CAP:
-                raise Rejected("manifest is over the document size cap")
+                raise Rejected("manifest is over the document size cap", "manifest-invalid")
             try:
                 record = decode_record(data, kind="checkpoint", run=self.manifest.run_id)
             except RecordError as e:
-                raise Rejected(f"manifest: {e}") from None
+                code = "signature" if isinstance(e, BadSignature) else "manifest-invalid"
+                raise Rejected(f"manifest: {e}", code) from None
             except RecursionError:  # json nests by recursion: a peer's "[[[[..." must be a verdict, not a crash
-                raise Rejected("manifest: JSON nested too deeply") from None
+                raise Rejected("manifest: JSON nested too deeply", "manifest-invalid") from None
             body = check_manifest(cand.pointer, record, self.manifest.run_id, job)
             if body.format != FORMAT_VERSION:
-                raise Rejected(f"checkpoint format {body.format}; this node reads {FORMAT_VERSION}: update paris-node")
+                why = f"checkpoint format {body.format}; this node reads {FORMAT_VERSION}: update paris-node"
+                raise Rejected(why, "format")
             try:
                 entries = manifest_entries(body.files)
             except CheckpointFormatError as e:
-                raise Rejected(str(e)) from None
+                raise Rejected(str(e), "manifest-files") from None
             for name, entry in sorted(select(entries, roles).items()):  # only what this use needs
                 self._get(entry.cid, cand.signer, name, providers_of=ptr.manifest_cid)
                 out = staging / name
@@ -180,33 +190,35 @@ class CheckpointFetcher:
             try:
                 config = json.loads((staging / CONFIG).read_text())
             except (ValueError, RecursionError) as e:
-                raise Rejected(f"config.json is not JSON: {e}") from None
+                raise Rejected(f"config.json is not JSON: {e}", "config-invalid") from None
             check_config(config, expected_config(self.manifest, job))
             try:
+                safetensors_header(staging / WEIGHTS)  # a pickle or garbage is refused before anything reads it
+            except CheckpointFormatError as e:
+                raise Rejected(str(e), "not-safetensors") from None
+            try:
                 score = self.score(staging, job)
-            except (UsageError, CheckpointFormatError) as e:  # weights that do not fit the config, or no safetensors
-                raise Rejected(str(e)) from None
+            except (UsageError, CheckpointFormatError) as e:  # weights that do not fit the config
+                raise Rejected(str(e), "weights-mismatch") from None
             except SafetensorError as e:  # not safetensors at all (a pickle, garbage): never loaded any other way
-                raise Rejected(f"model.safetensors is not a safetensors file: {e}") from None
+                raise Rejected(f"model.safetensors is not a safetensors file: {e}", "not-safetensors") from None
             verdict.val_loss = score.loss
             verdict.extra = {"baseline": score.baseline, "ratio": score.ratio, "manifest": data.decode()}
-            if self.manifest.publishers == "open":
-                threshold = self.manifest.val_loss_threshold
-                check_val_loss(score.ratio, threshold)
-            verdict.ok = True
+            # the margin (the run's threshold) is checked with the other score rules: selection.check_score
+            verdict.ok, verdict.code = True, "accepted"
         except Rejected as e:
-            verdict.reason = str(e)
+            verdict.reason, verdict.code = str(e), e.code
         except ParisError as e:  # content that could not be fetched or failed its CID
-            verdict.reason = f"unavailable: {e}"
+            verdict.reason, verdict.code = f"unavailable: {e}", "unavailable"
         return verdict
 
     def _get(self, cid: str, signer: str, what: str, providers_of: str | None = None) -> None:
         try:
             self._fetch(cid, self._who(providers_of or cid, signer))
         except ParisError as e:
-            raise Rejected(f"{what} {cid[:16]}... could not be fetched and verified: {e}") from None
+            raise Rejected(f"{what} {cid[:16]}... could not be fetched and verified: {e}", "unavailable") from None
         except TimeoutError:
-            raise Rejected(f"{what} {cid[:16]}...: no provider answered in time") from None
+            raise Rejected(f"{what} {cid[:16]}...: no provider answered in time", "unavailable") from None
 
     # ------------------------------------------------------------------ a job
     def held_intact(self, job: str, roles: Iterable[str]) -> bool:
@@ -240,9 +252,12 @@ class CheckpointFetcher:
         banned = [c.signer for c in candidates if self.penalty.is_banned(c.signer)]
         chosen = plan(candidates, job, self.rules, history, now_ms(), held=held, penalised=banned)
         verdicts = [
-            Verdict(job, c.signer, c.body.step, c.body.manifest_cid, reason=f"skipped: {why}", extra={"skipped": True})
+            Verdict(
+                job, c.signer, c.body.step, c.body.manifest_cid, reason=f"skipped: {why}", code=why.code,
+                extra={"skipped": True},
+            )
             for c, why in chosen.skipped
-        ]
+        ]  # fmt: skip
         if chosen.skipped:
             log.debug("%s: skipped %d candidate(s) without downloading them", job, len(chosen.skipped))
         passed: list[tuple[Candidate, float, cache.Staging | None, Verdict]] = []
@@ -260,18 +275,19 @@ class CheckpointFetcher:
                         info["manifest_cid"],
                         ok=True,
                         reason="already held",
+                        code="already-held",
                         val_loss=info.get("val_loss"),
                     )
                     ratio = held.ratio if held is not None and held.ratio is not None else 1.0
                     passed.append((cand, ratio, None, v))
                     continue
-                stage = stack.enter_context(cache.Staging(self.home, self.manifest.run_id, job))
+                stage = stack.enter_context(cache.Staging(self.home, self.manifest.run_id, job, self.store))
                 v = self.verify(cand, job, stage.path, None if held is None else held.step, roles)
                 if v.ok:
                     try:
                         check_score(float(v.extra["ratio"]), self.rules, held)
                     except Rejected as e:
-                        v.ok, v.reason = False, str(e)
+                        v.ok, v.reason, v.code = False, str(e), e.code
                         v.extra["regression"] = isinstance(e, Regression)
                 if not v.ok:
                     verdicts.append(v)
@@ -284,7 +300,7 @@ class CheckpointFetcher:
             accepted = None
             for cand, _, stage, v in passed:
                 if cand is not best:
-                    v.ok, v.reason = False, "passed, but another candidate scored better"
+                    v.ok, v.reason, v.code = False, "passed, but another candidate scored better", "outscored"
                     verdicts.append(v)
                     continue
                 accepted = v

@@ -1,7 +1,8 @@
 """The work a node does once it owns a job: get the data, resume, train, publish. Plugged into `run_node`.
 
-Reads top to bottom: shard(s) -> resume point (own work folder, else the swarm's latest verified checkpoint)
--> trainer with the background publisher -> when the run's step budget is reached, keep serving until stopped.
+Reads top to bottom: shard(s) -> resume point (own work folder, else the swarm's latest verified checkpoint, else
+the run's seed weights at step 0) -> trainer with the background publisher -> when the run's step budget is
+reached, keep serving until stopped.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from paris_node.node.verify import Candidate
 from paris_node.records import ROUTER_JOB
 from paris_node.sampling.preview import SampleRenderer, fixed_prompts
 from paris_node.training.router_trainer import LabelledClusters, train_router
-from paris_node.training.runtime import latest_checkpoint
+from paris_node.training.run_dir import latest_checkpoint
 from paris_node.training.trainer import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,10 @@ class JobRunner:
         A swarm that cannot deliver yet (providers gone, stalled, lying) is retried with backoff while the job
         is held; None only if the node is told to stop first. Once held, this node announces it provides it.
         """
+        return shard_path(self.home, cid) if self.hold(session, cid, stop) else None
+
+    def hold(self, session, cid: str, stop: threading.Event) -> bool:
+        """Every block of a run CID in the local store (fetched, verified, pinned, announced); False if stopped."""
         self.store.pin(cid)  # pinned before fetching, so a gc cannot take blocks mid-fetch
         backoff = 2.0
         while missing_blocks(self.store, cid):
@@ -114,10 +119,10 @@ class JobRunner:
             except (ParisError, TimeoutError) as e:
                 log.warning("could not fetch %s yet (%s); retrying in %.0f s", cid, e, backoff)
                 if stop.wait(backoff):
-                    return None
+                    return False
                 backoff = min(backoff * 2, 60.0)
         session.announcer.provide([cid])
-        return shard_path(self.home, cid)
+        return True
 
     def train_config(self, job: str) -> TrainConfig:
         t = self.manifest.training
@@ -173,9 +178,36 @@ class JobRunner:
         self.on_event("took_over", {"job": job, "step": held.step, "cid": held.manifest_cid})
         for cid in held.cids():  # a verified copy is served: the previous owner may be waiting for a holder
             self.store.pin(cid)
-        session.announcer.provide([held.manifest_cid])
+        session.announcer.provide([held.manifest_cid], vouch=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         return Resume(copy_checkpoint(cached.path, out_dir / f"takeover-{held.step:08d}"), held.manifest_cid)
+
+    def seed_point(self, session, job: str, out_dir: Path, cfg: TrainConfig, stop: threading.Event) -> Resume | None:
+        """The run's seed weights for `job` (`init --init-from`) as a step-0 starting point, or None (no seed).
+
+        The weights come by CID from the store or the swarm (verified block by block), so every node starts
+        from the same bytes; the trainer resumes from a folder whose model and EMA are the seed and whose
+        optimizer is fresh. The first checkpoint has no parent: the seed is named by the run manifest.
+        """
+        ref = self.manifest.seed_of(job)
+        if ref is None or not self.hold(session, ref.cid, stop):
+            return None
+        from paris_node.checkpoint.seed import start_checkpoint
+        from paris_node.content.dag import export_file
+
+        if job == ROUTER_JOB:
+            kind, model_cfg = "router", run_router_config(self.manifest).to_dict()
+        else:
+            kind, model_cfg = "expert", run_expert_config(self.manifest).to_dict()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        weights = out_dir / f".seed-{ref.cid}.safetensors"
+        try:
+            export_file(self.store, ref.cid, weights)
+            path = start_checkpoint(weights, out_dir / "seed", kind, model_cfg, cfg.lr, cfg.weight_decay)
+        finally:
+            weights.unlink(missing_ok=True)
+        log.info("%s: no checkpoint yet; starting from the run's seed weights %s at step 0", job, ref.cid)
+        return Resume(path, None)
 
     # ------------------------------------------------------------------ the job
     def __call__(self, job: str, stop: threading.Event, session) -> None:
@@ -195,14 +227,18 @@ class JobRunner:
         train_sets = [ShardDataset(p) for p in paths[0::2]]
         val_sets = [ShardDataset(p) for p in paths[1::2]]
 
-        # ---- resume
+        # ---- resume (or start from the run's seed weights)
+        cfg = self.train_config(job)
         out_dir = self.home.work_dir / m.run_id / cache.job_dirname(job)
         resume = self.resume_point(session, job, out_dir)
+        if resume is None and m.seed_of(job) is not None:
+            resume = self.seed_point(session, job, out_dir, cfg, stop)
+            if resume is None:  # told to stop while fetching the seed: not a reason to train from scratch
+                return
         parent = None if resume is None else resume.parent
         start = None if resume is None else resume.path
 
         # ---- train, publishing in the background
-        cfg = self.train_config(job)
         codec = LatentCodec(codec_spec(m.latent_space))
 
         text = None if job == ROUTER_JOB else build_text_encoder(m.text_encoder)

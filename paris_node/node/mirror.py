@@ -83,11 +83,12 @@ class Mirror:
                 self._adopted = True
                 self.adopt(session)
             own = session.membership.owned_job
+            statuses: list = []  # read once per round, not once per job: the status key is the largest read
             for job in keys.jobs_for(self.node.manifest.experts, router=self.node.manifest.experts > 1):
                 if self._stop.is_set():
                     break
                 try:
-                    self.mirror(session, job, standby=own is None, own_job=job == own)
+                    self.mirror(session, job, standby=own is None, own_job=job == own, statuses=statuses)
                 except Exception as e:  # the swarm misbehaving must never stop the node
                     log.debug("mirroring %s failed: %s", job, e)
 
@@ -100,21 +101,26 @@ class Mirror:
                 continue  # not whole in the store, or damaged: `verify --repair` first
             for cid in inst.cids():
                 store.pin(cid)
-            session.announcer.provide([inst.manifest_cid])
+            session.announcer.provide([inst.manifest_cid], vouch=True)
             self.held[job] = inst.cids()
             log.info("serving the copy of %s step %d held here (%s)", job, inst.step, inst.manifest_cid)
 
-    def _holders(self, session, cid: str) -> tuple[list[str], list[str]]:
-        """(live holders of `cid`, every live node's peer id)."""
+    def _holders(self, session, cid: str, statuses: list | None = None) -> tuple[list[str], list[str]]:
+        """(live holders of `cid`, every live node's peer id). `statuses`: a per-round cache, filled when empty."""
         from paris_node.swarm.membership import read_providers, read_statuses
         from paris_node.swarm.report import live_holders
 
         run = self.node.manifest.run_id
-        statuses = read_statuses(session.dht, run)
+        if statuses is None:
+            statuses = []
+        if not statuses:
+            statuses.extend(read_statuses(session.dht, run))
         live = [r.body.peer for r in statuses if r.body.role != "offline"]
         return live_holders(read_providers(session.dht, run, cid), statuses), live
 
-    def mirror(self, session, job: str, standby: bool = True, own_job: bool = False) -> None:
+    def mirror(
+        self, session, job: str, standby: bool = True, own_job: bool = False, statuses: list | None = None
+    ) -> None:
         from paris_node.swarm.membership import read_pointers
 
         m, store = self.node.manifest, self.node.store
@@ -124,7 +130,7 @@ class Mirror:
         latest = max(pointers, key=lambda p: (p.body.step, p.issued_ms))
         if latest.signer == session.identity.node_id:
             return  # our own publication: the store holds it already
-        holders, live = self._holders(session, latest.body.manifest_cid)
+        holders, live = self._holders(session, latest.body.manifest_cid, statuses)
         me, cid = session.identity.peer_id, latest.body.manifest_cid
         if not needs_copy(holders, live, me, cid, replication_target(m), standby, own_job):
             return
@@ -143,7 +149,7 @@ class Mirror:
             store.unpin(cid)
         if old:
             session.announcer.unprovide([old[0]])
-        session.announcer.provide([cids[0]])
+        session.announcer.provide([cids[0]], vouch=True)
         self.held[job] = cids
         log.info("mirrored %s step %d (%s); holders were %d", job, accepted.step, cids[0], len(holders))
 

@@ -58,7 +58,7 @@ def repair_installed(
     bad = [n for n in inst.files if cache.check(folder, _only(inst, n))]
     if not bad:
         return []
-    with cache.Staging(home, run_id, inst.job) as stage:
+    with cache.Staging(home, run_id, inst.job, store) as stage:
         stage.adopt(folder, [n for n in inst.files if n not in bad and (folder / n).is_file()])
         for name in bad:
             entry = inst.files[name]

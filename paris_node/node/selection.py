@@ -6,6 +6,10 @@ protocol) decide, from signed records, the reader's own observations and the sco
 1. Eligibility: the signer is in the run's publisher list, or this reader has seen the signer *win* the job's
    lease (claims.owners) in a tenure that covers the pointer's issue time (with clock skew and a grace for the
    pointer's re-announcements). A lease somebody merely wrote does not count: winning needs the claim rules.
+   Last tier (open runs): a node this reader sees owning some job now, other than the signer, vouches for the
+   checkpoint (its status `holds` the manifest: it verified it under these rules and serves it). That is how a
+   reader that joined after an owner left can still resume from, or sample with, its checkpoint. Vouched
+   candidates are a fallback: they are considered only when no candidate of a better tier is eligible.
 2. Step bounds: step <= the run's step budget, and <= the held parent's step + the time elapsed since that
    checkpoint was issued x a generous rate bound.
 3. Score (after download): ratio <= the run's margin (strictly better than the zero predictor), and not worse
@@ -25,16 +29,20 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from paris_node.data.runspec import publisher_allowed
 from paris_node.node.verify import Candidate, Rejected
 from paris_node.swarm.claims import DEFAULT_RULES
 from paris_node.swarm.tenure import LeaseHistory
 
-LISTED, OWNER, PAST_OWNER = "listed", "owner", "past-owner"  # eligibility tiers, best first
-_TIER_RANK = {LISTED: 0, OWNER: 1, PAST_OWNER: 2}
+LISTED, OWNER, PAST_OWNER, VOUCHED = "listed", "owner", "past-owner", "vouched"  # eligibility tiers, best first
+_TIER_RANK = {LISTED: 0, OWNER: 1, PAST_OWNER: 2, VOUCHED: 3}
 
 
 class Regression(Rejected):
     """A candidate that scores worse than what is held: refused, but not its signer's misbehaviour."""
+
+    def __init__(self, message: str, code: str = "regression"):
+        super().__init__(message, code)
 
 
 @dataclass(frozen=True)
@@ -87,49 +95,57 @@ class Plan:
     """What a fetch will evaluate (in order, with the eligibility tier) and what it skips (with why)."""
 
     evaluate: list[tuple[Candidate, str]] = field(default_factory=list)
-    skipped: list[tuple[Candidate, str]] = field(default_factory=list)
+    skipped: list[tuple[Candidate, Rejected]] = field(default_factory=list)  # why: message and code
 
 
 # ---------------------------------------------------------------------------------------------------- the rules
 
 
 def eligibility(cand: Candidate, job: str, rules: SelectionRules, history: LeaseHistory, now_ms: int) -> str:
-    """The candidate's tier (LISTED, OWNER, PAST_OWNER); Rejected if its signer may not publish for `job`."""
+    """The candidate's tier (LISTED, OWNER, PAST_OWNER, VOUCHED); Rejected if its signer may not publish for `job`."""
     if cand.body.job != job:
-        raise Rejected(f"pointer is for job {cand.body.job!r}, not {job!r}")
+        raise Rejected(f"pointer is for job {cand.body.job!r}, not {job!r}", "wrong-job")
     if rules.publishers != "open":
-        if cand.signer in rules.publishers:
+        if publisher_allowed(rules.publishers, cand.signer):
             return LISTED
-        raise Rejected(f"signer {cand.signer[:16]}... is not an allowed publisher of this run")
+        raise Rejected(f"signer {cand.signer[:16]}... is not an allowed publisher of this run", "publisher")
     issued = cand.pointer.issued_ms
     for t in history.tenures(job):
         if t.holder == cand.signer and t.start_ms - rules.skew_ms <= issued <= t.end_ms + rules.grace_ms:
             return OWNER if t.end_ms >= now_ms - rules.skew_ms else PAST_OWNER
-    raise Rejected(f"signer {cand.signer[:16]}... was not seen holding {job}'s lease when it issued this pointer")
+    if [v for v in history.vouchers(cand.body.manifest_cid, now_ms - rules.skew_ms) if v != cand.signer]:
+        return VOUCHED
+    raise Rejected(
+        f"signer {cand.signer[:16]}... was not seen holding {job}'s lease when it issued this pointer, "
+        "and no current owner vouches for it",
+        "not-eligible",
+    )
 
 
 def check_step(step: int, issued_ms: int, rules: SelectionRules, held: Held | None) -> None:
     """Step budget and the rate bound from the held (verified) parent; Rejected otherwise."""
     if rules.step_budget is not None and step > rules.step_budget:
-        raise Rejected(f"step {step} is past the run's step budget {rules.step_budget}")
+        raise Rejected(f"step {step} is past the run's step budget {rules.step_budget}", "step-budget")
     if held is not None:
         if step < held.step:
-            raise Rejected(f"step {step} is older than the step {held.step} already held (rollback)")
+            raise Rejected(f"step {step} is older than the step {held.step} already held (rollback)", "rollback")
         elapsed_s = max(0.0, (issued_ms - held.issued_ms + rules.skew_ms) / 1000)
         bound = held.step + math.ceil(elapsed_s * rules.max_steps_per_s)
         if step > bound:
             raise Rejected(
                 f"step {step} is more than {rules.max_steps_per_s:g} steps/s past the held step {held.step} "
-                f"({elapsed_s:.0f} s earlier)"
+                f"({elapsed_s:.0f} s earlier)",
+                "rate-bound",
             )
 
 
 def check_score(ratio: float, rules: SelectionRules, held: Held | None) -> None:
     """The measured ratio must beat the zero predictor by the margin and not regress past the tolerance."""
     if rules.margin is not None and not ratio <= rules.margin:  # also NaN
-        raise Rejected(f"validation loss ratio {ratio:.4f} does not beat the zero predictor: margin {rules.margin:g}")
+        why = f"validation loss ratio {ratio:.4f} does not beat the zero predictor: margin {rules.margin:g}"
+        raise Rejected(why, "score-margin")
     if not math.isfinite(ratio):
-        raise Rejected(f"validation loss ratio {ratio} is not a number")
+        raise Rejected(f"validation loss ratio {ratio} is not a number", "score-margin")
     if (
         held is not None
         and held.ratio is not None
@@ -159,15 +175,19 @@ def plan(
     ranked = []
     for cand in candidates:
         if cand.signer in bad:
-            out.skipped.append((cand, "signer is penalised for a failed candidate"))
+            out.skipped.append((cand, Rejected("signer is penalised for a failed candidate", "penalised")))
             continue
         try:
             tier = eligibility(cand, job, rules, history, now_ms)
             check_step(cand.body.step, cand.pointer.issued_ms, rules, held)
         except Rejected as e:
-            out.skipped.append((cand, str(e)))
+            out.skipped.append((cand, e))
             continue
         ranked.append((cand, tier))
+    if any(tier != VOUCHED for _, tier in ranked):  # vouching is the fallback of a reader that saw no owner
+        fallback = "a seen owner's checkpoint is eligible (vouched ones are a fallback)"
+        out.skipped += [(c, Rejected(fallback, "vouched-fallback")) for c, t in ranked if t == VOUCHED]
+        ranked = [(c, t) for c, t in ranked if t != VOUCHED]
     ranked.sort(
         key=lambda ct: (
             _TIER_RANK[ct[1]],
@@ -180,9 +200,11 @@ def plan(
     )
     for cand, tier in ranked:
         if len(out.evaluate) >= rules.max_candidates:
-            out.skipped.append((cand, f"over the budget of {rules.max_candidates} candidates per job"))
+            why = f"over the budget of {rules.max_candidates} candidates per job"
+            out.skipped.append((cand, Rejected(why, "skipped-budget")))
         elif spent.get(cand.signer, 0) >= rules.per_signer:
-            out.skipped.append((cand, f"over the budget of {rules.per_signer} candidate(s) per signer"))
+            why = f"over the budget of {rules.per_signer} candidate(s) per signer"
+            out.skipped.append((cand, Rejected(why, "skipped-budget")))
         else:
             spent[cand.signer] = spent.get(cand.signer, 0) + 1
             out.evaluate.append((cand, tier))

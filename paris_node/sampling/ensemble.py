@@ -1,12 +1,12 @@
 """Router-weighted ensemble sampling with per-expert classifier-free guidance.
 
-Per Euler step (paris-method.md, "Sampling"): p = softmax(router(x_t, 1000 t)); weights = route(p, mode);
+Per Euler step (paris-method.md, "Sampling"): p = softmax(router(x_t, T_SCALE t)); weights = route(p, mode);
 each selected expert gives a guided velocity v_k = v_k(empty) + s * (v_k(c) - v_k(empty)); the step uses
 v = sum_k w_k v_k. Only the experts some sample selected are run, and each only on the rows that selected it,
 so top-2 costs about two expert calls per step whatever K is. Epsilon-prediction (HDDM) experts are converted
 to velocities before guidance.
 
-Models are plain callables with the node's contract:
+Models are plain callables with the node's contract (T_SCALE = 1000, `models/flow.py`):
     expert(x [B,C,H,W], t [B] (= 1000 t), text [B,L,D], text_mask [B,L] bool) -> [B,C,H,W]
     router(x [B,C,H,W], t [B] (= 1000 t)) -> logits [B,K]
     text_encoder.encode(prompts) -> (tokens [B,L,D], mask [B,L] bool)
@@ -15,22 +15,20 @@ Models are plain callables with the node's contract:
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from paris_node.errors import UsageError
+from paris_node.models.config import check_prediction
+from paris_node.models.flow import T_SCALE, epsilon_to_velocity
 from paris_node.sampling.caption_prior import CaptionPrior
 from paris_node.sampling.euler import euler_step, timesteps
 from paris_node.sampling.explain import ExplainLog, SampleRouting, StepRouting
 from paris_node.sampling.routing import RoutingMode, parse_routing, route
-from paris_node.training.losses import epsilon_to_velocity  # pure; one definition of the HDDM rule
-
-PREDICTIONS = ("velocity", "epsilon")
 
 
 class TextEncoder(Protocol):
@@ -56,7 +54,10 @@ class SamplerStats:
 
 
 class EnsembleSampler:
-    """Samples latents from K experts combined by a router (or from one expert alone when router is None)."""
+    """Samples latents from K experts combined by a router (or from one expert alone when router is None).
+
+    Built from checkpoint folders by `sampling.loading.load_ensemble`; this class never reads files.
+    """
 
     def __init__(
         self,
@@ -96,8 +97,7 @@ class EnsembleSampler:
             )
         self.predictions = {k: (predictions or {}).get(k, "velocity") for k in self.expert_ids}
         for k, pred in self.predictions.items():
-            if pred not in PREDICTIONS:
-                raise UsageError(f"expert {k} has prediction {pred!r}; expected one of {PREDICTIONS}")
+            check_prediction(pred, f"expert {k} prediction")
         self.router = router
         self.text_encoder = text_encoder
         self.latent_shape = tuple(int(d) for d in latent_shape)
@@ -118,19 +118,6 @@ class EnsembleSampler:
         for m in [*self.experts.values(), *([router] if router is not None else [])]:
             m.eval()
         self.stats = SamplerStats()
-
-    @classmethod
-    def from_checkpoints(
-        cls,
-        expert_dirs: Mapping[int, str | os.PathLike],
-        router_dir: str | os.PathLike | None,
-        text_encoder_spec: str | None = None,
-        **options: Any,
-    ) -> EnsembleSampler:
-        """Load checkpoint directories (`training.checkpoint` layout); see `sampling.loading.load_ensemble`."""
-        from paris_node.sampling.loading import load_ensemble
-
-        return load_ensemble(expert_dirs, router_dir, text_encoder_spec, **options)
 
     @torch.inference_mode()
     def sample(
@@ -185,7 +172,7 @@ class EnsembleSampler:
             weights = torch.ones((batch, 1), dtype=torch.float32, device=self.device)
         else:
             with self._autocast():
-                logits = self.router(x, 1000.0 * t)
+                logits = self.router(x, T_SCALE * t)
             self.stats.router_calls += 1
             if self._prior_logits is not None and logits.shape == self._prior_logits.shape:
                 logits = logits.float() + self._prior_logits
@@ -222,7 +209,7 @@ class EnsembleSampler:
         else:
             xin, tin, text, mask = x, t, cond, cond_mask
         with self._autocast():
-            out = self.experts[k](xin, 1000.0 * tin, text, mask)
+            out = self.experts[k](xin, T_SCALE * tin, text, mask)
         out = out.float()
         if self.predictions[k] == "epsilon":
             out = epsilon_to_velocity(xin, tin, out)

@@ -14,7 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from paris_node.checkpoint import load_model
 from paris_node.errors import UsageError
+from paris_node.models.config import ExpertConfig, RouterConfig
+from paris_node.models.text import build_text_encoder
 from paris_node.sampling.caption_prior import CaptionPrior
 from paris_node.sampling.ensemble import EnsembleSampler
 from paris_node.sampling.routing import RoutingMode
@@ -40,10 +43,6 @@ def load_ensemble(
     a local path for the same CLIP model). Every mismatch (latent shape, text encoder, router classes) is a
     UsageError naming the directory, since it means the cache mixes runs or is incomplete.
     """
-    from paris_node.checkpoint import load_model
-    from paris_node.models.presets import ExpertConfig, RouterConfig
-    from paris_node.models.text import build_text_encoder
-
     if not expert_dirs:
         raise UsageError("no expert checkpoints to sample from; run `paris-node fetch --all` first")
     experts: dict[int, nn.Module] = {}

@@ -43,10 +43,10 @@ def render_sample_png(
     ckpt_dir: Path, prompts: Sequence[str], text_encoder, codec, *, seed: int = 0, steps: int = 8, cfg: float = 4.0
 ) -> bytes:
     """PNG bytes of a grid, one image per prompt, from the expert checkpoint in `ckpt_dir` (CPU)."""
-    from paris_node.models.presets import ExpertConfig
+    from paris_node.checkpoint import load_model
+    from paris_node.models.config import ExpertConfig
     from paris_node.sampling.ensemble import EnsembleSampler
     from paris_node.sampling.images import make_grid, to_pil
-    from paris_node.training.checkpoint import load_model
 
     model, config = load_model(ckpt_dir, device="cpu")
     mcfg = ExpertConfig.from_dict(config["model"])

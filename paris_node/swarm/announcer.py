@@ -82,9 +82,19 @@ class Announcer:
             self._items["status"].generation += 1
             self._cond.notify()
 
-    def provide(self, cids: list[str]) -> None:
-        """Announce that this node serves `cids` (one small record per CID, refreshed until stop)."""
+    def provide(self, cids: list[str], vouch: bool = False) -> None:
+        """Announce that this node serves `cids` (one small record per CID, refreshed until stop).
+
+        `vouch`: the CIDs are checkpoint manifests this node verified (its own, or accepted by the selection
+        rules); its status lists them in `holds`, which a fresh reader may take as evidence (node/selection.py).
+        """
         with self._cond:
+            if vouch:
+                held = list(dict.fromkeys([*self._status.get("holds", []), *cids]))[-StatusPayload.MAX_HOLDS :]
+                if held != self._status.get("holds", []):
+                    self._status["holds"] = held
+                    self._items["status"].due_ms = 0
+                    self._items["status"].generation += 1
             for cid in cids:
                 payload = ProviderPayload(peer=self.identity.peer_id, cids=[cid], addrs=self.addrs)
                 self._items[f"provider:{cid}"] = _Item(
@@ -97,6 +107,11 @@ class Announcer:
         with self._cond:
             for cid in cids:
                 self._items.pop(f"provider:{cid}", None)
+            held = self._status.get("holds", [])
+            if any(cid in held for cid in cids):
+                self._status["holds"] = [c for c in held if c not in cids]
+                self._items["status"].due_ms = 0
+                self._items["status"].generation += 1
 
     def set_pointer(self, job: str, manifest_cid: str, step: int) -> None:
         """Point `job`'s checkpoint pointer (under our subkey) at `manifest_cid`; seq grows with every call."""

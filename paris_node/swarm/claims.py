@@ -33,7 +33,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-ACTIVE, CLAIMING, RELEASED = "active", "claiming", "released"
+from paris_node.records import ACTIVE, CLAIMING, RELEASED  # defined with the lease record
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 
 import hivemind
 
@@ -23,10 +24,12 @@ from paris_node.swarm.claims import (
     ACTIVE,
     CLAIMING,
     DEFAULT_RULES,
+    RELEASED,
     ClaimRules,
     Lease,
     choose_job,
     credible,
+    is_live,
     may_claim,
     still_owner,
 )
@@ -47,6 +50,7 @@ class SwarmUnavailable(ParisError):
 
 # ------------------------------------------------------------------------------------------- readers
 def _read(dht: hivemind.DHT, key_kinds: dict[str, str], run: str, skew_ms: int) -> dict[str, list]:
+    t0 = time.monotonic()
     raw = get_many(dht, list(key_kinds))
     if raw is None:
         raise SwarmUnavailable("the DHT did not answer")
@@ -59,47 +63,87 @@ def _read(dht: hivemind.DHT, key_kinds: dict[str, str], run: str, skew_ms: int) 
             except RecordError as e:  # a misbehaving peer's record: drop it, survive
                 logger.debug("dropped %s entry under %s from %r: %s", kind, key, subkey, e)
         out[key] = good
+        logger.debug("read %s %s: %d of %d entries valid", kind, key, len(good), len(raw.get(key, [])))
+    logger.debug("DHT read of %d keys took %.2f s", len(key_kinds), time.monotonic() - t0)
     return out
 
 
 def read_leases(dht: hivemind.DHT, run: str, jobs: list[str], skew_ms: int = DEFAULT_RULES.skew_ms) -> list[Lease]:
     """Every verified, credible lease on `jobs` (claims.credible with the statuses read in the same DHT call):
     what a short-lived reader (status, fetch) should decide from. Leases outside the run are never read."""
-    leases, serving = read_claims(dht, run, jobs, skew_ms)
+    leases, serving, _ = read_claims(dht, run, jobs, skew_ms)
     return credible(leases, dht_now_ms(), serving=serving)
 
 
 def read_claims(
     dht: hivemind.DHT, run: str, jobs: list[str], skew_ms: int = DEFAULT_RULES.skew_ms, *, statuses: bool = True
-) -> tuple[list[Lease], dict[str, str | None] | None]:
-    """Leases on `jobs` and (one DHT call) who serves which job by their statuses (None when not read)."""
+) -> tuple[list[Lease], dict[str, str | None] | None, list[SignedRecord] | None]:
+    """Leases on `jobs` and (one DHT call) the statuses and who serves which job by them (None when not read)."""
     wanted = {keys.lease_key(run, job): "lease" for job in jobs}
     if statuses:
         wanted[keys.status_key(run)] = "status"
     entries = _read(dht, wanted, run, skew_ms)
-    serving = serving_of([e.record for e in entries.pop(keys.status_key(run), [])]) if statuses else None
-    leases = []
-    for group in entries.values():
-        for entry in group:
-            body = entry.record.body
-            leases.append(
-                Lease(
-                    job=body.job,
-                    holder=entry.subkey,
-                    lease_start_ms=body.lease_start_ms,
-                    seq=body.seq,
-                    ttl_ms=body.ttl_ms,
-                    state=body.state,
-                    issued_ms=entry.record.issued_ms,
-                )
-            )
-    return leases, serving
+    records = [e.record for e in entries.pop(keys.status_key(run), [])] if statuses else None
+    serving = serving_of(records) if records is not None else None
+    leases = [_lease(entry) for group in entries.values() for entry in group]
+    if logger.isEnabledFor(logging.DEBUG):  # the leases of nodes with a status (not a flood's), with their age
+        now = dht_now_ms()
+        for x in [x for x in leases if serving and x.holder in serving][:64]:
+            logger.debug("lease %s %s... %s seq %d issued %.1f s ago", x.job, x.holder[:16], x.state, x.seq,
+                         (now - x.issued_ms) / 1000)  # fmt: skip
+    if serving:
+        for job in lagging_jobs(leases, serving, dht_now_ms(), skew_ms):
+            again = [_lease(e) for e in _read(dht, {keys.lease_key(run, job): "lease"}, run, skew_ms).popitem()[1]]
+            logger.debug("re-read %s's lease on its own: %d entries", job, len(again))
+            leases = newest_leases([*leases, *again])
+    return leases, serving, records
+
+
+def _lease(entry) -> Lease:
+    body = entry.record.body
+    return Lease(
+        job=body.job,
+        holder=entry.subkey,
+        lease_start_ms=body.lease_start_ms,
+        seq=body.seq,
+        ttl_ms=body.ttl_ms,
+        state=body.state,
+        issued_ms=entry.record.issued_ms,
+    )
+
+
+def lagging_jobs(leases: list[Lease], serving: dict[str, str | None], now_ms: int, skew_ms: int) -> list[str]:
+    """Jobs whose read shows no live lease although a holder's status (same read) says it serves the job.
+
+    The read then most likely reached only lagging replicas of that lease key: hivemind reads all keys in one
+    traversal, and next to a flooded key (1,000 sybil leases) replies are slow and time out, leaving an
+    expired copy of an owner's lease that it renewed meanwhile. Such a job is re-read on its own (a small,
+    fast traversal) before anyone calls it free. After a crash this costs one extra read per poll until the
+    crashed owner's status expires (60 s)."""
+    rules = ClaimRules(skew_ms=skew_ms)
+    live = {x.job for x in leases if is_live(x, now_ms, rules)}
+    lagging = {x.job for x in leases if x.state != RELEASED and serving.get(x.holder) == x.job}
+    return sorted(lagging - live)
+
+
+def newest_leases(leases: list[Lease]) -> list[Lease]:
+    """One lease per (job, holder): the most recently issued (then highest seq)."""
+    best: dict[tuple[str, str], Lease] = {}
+    for x in leases:
+        k = (x.job, x.holder)
+        if k not in best or (x.issued_ms, x.seq) > (best[k].issued_ms, best[k].seq):
+            best[k] = x
+    return list(best.values())
 
 
 def read_history(dht: hivemind.DHT, run: str, jobs: list[str], history: LeaseHistory | None = None) -> LeaseHistory:
-    """`history` (or a new one) with the owners of `jobs` seen now: what a short-lived reader (fetch) knows."""
+    """`history` (or a new one) with the owners of `jobs` seen now and what they vouch for: what a short-lived
+    reader (fetch) knows. Pass every job of the run: an owner of any job may vouch for another job's checkpoint."""
     history = LeaseHistory() if history is None else history
-    history.observe(read_leases(dht, run, jobs), dht_now_ms(), run=run)
+    leases, serving, statuses = read_claims(dht, run, jobs)
+    now = dht_now_ms()
+    history.observe(credible(leases, now, serving=serving), now, run=run)
+    history.observe_holdings(statuses or [], now)
     return history
 
 
@@ -166,7 +210,7 @@ class Membership:
     # -------------------------------------------------------------- reading
     def leases(self) -> list[Lease]:
         """Current verified leases, with our own lease as we last wrote it (a lagging read cannot drop it)."""
-        leases, serving = read_claims(self.dht, self.run, self.jobs, self.rules.skew_ms)
+        leases, serving, statuses = read_claims(self.dht, self.run, self.jobs, self.rules.skew_ms)
         now = dht_now_ms()
         # first-seen order by this reader: once it has watched a whole TTL, every live lease it had not seen was
         # written since, so it may claim an earlier start by `fresh_clamp_ms` at most (instead of `clamp_ms`)
@@ -179,6 +223,7 @@ class Membership:
             self._first_seen = {k: v for k, v in self._first_seen.items() if k in live}
         leases = credible(leases, now, serving=serving, first_seen=self._first_seen, me=self.me, rules=self.rules)
         self.history.observe(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
+        self.history.observe_holdings(statuses or [], now)
         mine = self.announcer.lease
         if mine is not None and self.announcer.lease_ok_ms:
             leases = [lease for lease in leases if not (lease.holder == self.me and lease.job == mine.job)]

@@ -3,6 +3,9 @@
 A lease record only says what its signer claims; winning is decided by each reader with claims.py's rules. A
 reader that keeps the owners it observed can later tell whether a checkpoint's signer held the job when it
 issued the checkpoint (node/selection.py) without trusting anybody's word for it. Bounded per job.
+
+It also keeps what the current owners vouch for (their statuses' `holds`): a reader that joined after a job's
+owner left never saw that tenure, but the owners it does see may have verified and kept the checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class LeaseHistory:
     def __init__(self, per_job: int = 64):
         self.per_job = per_job
         self._tenures: dict[str, dict[tuple[str, int], Tenure]] = {}
+        self._holds: dict[str, frozenset[str]] = {}  # current owner -> checkpoint manifests its status vouches for
 
     def observe(
         self,
@@ -64,11 +68,36 @@ class LeaseHistory:
         live = [t for t in self.tenures(job) if t.end_ms >= now_ms]
         return max(live, key=lambda t: t.start_ms).holder if live else None
 
+    def current_owners(self, now_ms: int) -> set[str]:
+        """Every node seen winning some job's lease whose tenure has not ended."""
+        return {t.holder for group in self._tenures.values() for t in group.values() if t.end_ms >= now_ms}
 
-def serving_of(statuses: list[SignedRecord]) -> dict[str, str | None]:
-    """node id -> the job its latest status says it trains (None for standbys, readers, offline nodes)."""
+    def observe_holdings(self, statuses: Iterable[SignedRecord], now_ms: int) -> None:
+        """Remember what the current owners' latest statuses say they hold (`holds`); other nodes' are ignored,
+        so a key generator's statuses cost nothing here and the memory is bounded by the number of jobs."""
+        owners_now = self.current_owners(now_ms)
+        for who, rec in _latest(statuses).items():
+            if who in owners_now:
+                self._holds[who] = frozenset(getattr(rec.body, "holds", ()) or ())
+        self._holds = {who: held for who, held in self._holds.items() if who in owners_now}
+
+    def vouchers(self, manifest_cid: str, now_ms: int) -> list[str]:
+        """Current owners whose status says they verified and serve `manifest_cid` (sorted node ids)."""
+        owners_now = self.current_owners(now_ms)
+        return sorted(who for who, held in self._holds.items() if manifest_cid in held and who in owners_now)
+
+
+def _latest(statuses: Iterable[SignedRecord]) -> dict[str, SignedRecord]:
     latest: dict[str, SignedRecord] = {}
     for rec in statuses:
         if rec.signer not in latest or rec.issued_ms > latest[rec.signer].issued_ms:
             latest[rec.signer] = rec
-    return {who: (rec.body.job if rec.body.role in ("expert", "router") else None) for who, rec in latest.items()}
+    return latest
+
+
+def serving_of(statuses: list[SignedRecord]) -> dict[str, str | None]:
+    """node id -> the job its latest status says it trains (None for standbys, readers, offline nodes)."""
+    return {
+        who: (rec.body.job if rec.body.role in ("expert", "router") else None)
+        for who, rec in _latest(statuses).items()
+    }

@@ -1,8 +1,9 @@
 """Training objectives behind one call, so the loop never changes with the objective (as in SiT / minRF).
 
 Both objectives use the rectified-flow path x_t = (1 - t) x0 + t eps (t = 1 is pure noise) and feed the model
-1000 t. `rectified_flow` regresses the velocity eps - x0 (Paris); `epsilon` regresses eps (an HDDM/DDPM-style
-expert), which joins the flow ensemble through `epsilon_to_velocity`.
+T_SCALE t (the path and the scale live in `models/flow.py`). `rectified_flow` regresses the velocity eps - x0
+(Paris); `epsilon` regresses eps (an HDDM/DDPM-style expert), which joins the flow ensemble through
+`models.flow.epsilon_to_velocity`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from paris_node.errors import UsageError
+from paris_node.models.flow import T_SCALE, interpolate
 
 OBJECTIVES = ("rectified_flow", "epsilon")
 T_SAMPLING = ("uniform", "logit_normal")
-T_SCALE = 1000.0
 
 
 def objective_of(prediction: str) -> str:
@@ -38,16 +39,6 @@ def sample_t(
     raise UsageError(f"unknown t sampling {mode!r}; use one of {T_SAMPLING}")
 
 
-def _bcast(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
-
-
-def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x_t = (1 - t) x0 + t eps."""
-    tb = _bcast(t, x0)
-    return (1 - tb) * x0 + tb * noise
-
-
 def training_losses(
     model: Callable[..., torch.Tensor],
     x0: torch.Tensor,
@@ -67,14 +58,3 @@ def training_losses(
     pred = model(x_t, t * T_SCALE, text, text_mask)
     per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, x0.dim())))
     return {"loss": per_sample.mean(), "per_sample": per_sample}
-
-
-def epsilon_to_velocity(x_t: torch.Tensor, t: torch.Tensor, eps_hat: torch.Tensor) -> torch.Tensor:
-    """HDDM rule: x0_hat = (x_t - t eps_hat) / max(1 - t, 0.01), clamped to [-20, 20]; v = eps_hat - x0_hat.
-
-    `t` is in [0, 1] (unscaled), a scalar or [B].
-    """
-    t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device)
-    tb = _bcast(t.expand(x_t.shape[0]) if t.dim() == 0 else t, x_t)
-    x0_hat = ((x_t - tb * eps_hat) / torch.clamp(1 - tb, min=0.01)).clamp(-20, 20)
-    return eps_hat - x0_hat

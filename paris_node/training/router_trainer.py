@@ -14,26 +14,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import Dataset
 
-from paris_node.models.presets import RouterConfig, build_router
+from paris_node.models.config import RouterConfig
+from paris_node.models.factory import build_router
+from paris_node.models.flow import T_SCALE, interpolate
 from paris_node.models.vae import LatentCodec
 from paris_node.sampling.caption_prior import CaptionPrior
-from paris_node.training.losses import T_SCALE, interpolate, sample_t
-from paris_node.training.runtime import (
-    BackgroundPublisher,
-    Meter,
-    Publish,
-    any_rank_stopping,
-    batch_stream,
-    optimizer_step,
-    progress_bar,
-    save_training_checkpoint,
-    setup_device,
-    setup_training,
-    step_generators,
-)
+from paris_node.training.data_order import batch_stream, step_generators
+from paris_node.training.devices import any_rank_stopping, setup_device
+from paris_node.training.losses import sample_t
+from paris_node.training.progress import Meter, progress_bar
+from paris_node.training.publisher import BackgroundPublisher, Publish
+from paris_node.training.state import optimizer_step, save_training_checkpoint, setup_training
 from paris_node.training.trainer import TrainConfig, TrainResult, autocast_for
 
 log = logging.getLogger(__name__)
@@ -75,41 +68,6 @@ RouterResult = TrainResult  # the same record: last step, last checkpoint, logge
 
 def _bucket_accuracy(correct: torch.Tensor, count: torch.Tensor) -> list[float | None]:
     return [None if n == 0 else c / n for c, n in zip(correct.tolist(), count.tolist(), strict=True)]
-
-
-@torch.no_grad()
-def evaluate_router(
-    router: nn.Module,
-    dataset: Any,
-    codec: LatentCodec,
-    buckets: int = T_BUCKETS,
-    batch: int = 64,
-    seed: int = 1234,
-    device: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """Accuracy and mean p(true k) of `router` on `dataset` at the centre t of each of `buckets` bins."""
-    router.eval()
-    g = torch.Generator().manual_seed(seed)
-    items = [dataset[i] for i in range(len(dataset))]
-    out: dict[str, Any] = {"t": [], "accuracy": [], "p_true": []}
-    for b in range(buckets):
-        t_val = (b + 0.5) / buckets
-        correct, p_true, n = 0.0, 0.0, 0
-        for s in range(0, len(items), batch):
-            chunk = items[s : s + batch]
-            x0 = codec.encode(torch.stack([c[0] for c in chunk]).to(device))
-            k = torch.tensor([int(c[1]) for c in chunk], device=device)
-            t = torch.full((len(chunk),), t_val, device=device)
-            x_t = interpolate(x0, torch.randn(x0.shape, generator=g).to(device), t)
-            p = router(x_t, t * T_SCALE).float().softmax(-1)
-            correct += (p.argmax(-1) == k).sum().item()
-            p_true += p.gather(1, k[:, None]).sum().item()
-            n += len(chunk)
-        out["t"].append(t_val)
-        out["accuracy"].append(correct / n)
-        out["p_true"].append(p_true / n)
-    out["overall"] = sum(out["accuracy"]) / buckets
-    return out
 
 
 def train_router(

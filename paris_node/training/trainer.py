@@ -17,23 +17,16 @@ from typing import Any
 import torch
 
 from paris_node.errors import UsageError
-from paris_node.models.presets import ExpertConfig, build_expert
+from paris_node.models.config import ExpertConfig
+from paris_node.models.factory import build_expert
 from paris_node.models.text import TextEncoder
 from paris_node.models.vae import LatentCodec
+from paris_node.training.data_order import batch_stream, step_generators
+from paris_node.training.devices import any_rank_stopping, setup_device
 from paris_node.training.losses import OBJECTIVES, T_SAMPLING, objective_of, sample_t, training_losses
-from paris_node.training.runtime import (
-    BackgroundPublisher,
-    Meter,
-    Publish,
-    any_rank_stopping,
-    batch_stream,
-    optimizer_step,
-    progress_bar,
-    save_training_checkpoint,
-    setup_device,
-    setup_training,
-    step_generators,
-)
+from paris_node.training.progress import Meter, progress_bar
+from paris_node.training.publisher import BackgroundPublisher, Publish
+from paris_node.training.state import optimizer_step, save_training_checkpoint, setup_training
 
 log = logging.getLogger(__name__)
 

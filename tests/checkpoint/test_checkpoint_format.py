@@ -21,7 +21,8 @@ from paris_node.checkpoint import (
     save_checkpoint,
 )
 from paris_node.checkpoint.format import select
-from paris_node.models.presets import build_expert, expert_preset
+from paris_node.models.factory import build_expert
+from paris_node.models.presets import expert_preset
 
 
 def meta(role: str | None, size: int = 3) -> dict:

@@ -10,7 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from paris_node.checkpoint import CheckpointFormatError, load_model, save_checkpoint
 from paris_node.checkpoint.diffusers_io import export_diffusers, import_expert, import_release
-from paris_node.models.presets import build_expert, build_router, expert_preset, router_preset
+from paris_node.models.factory import build_expert, build_router
+from paris_node.models.presets import expert_preset, router_preset
 
 TINY = expert_preset("tiny")
 EXTRAS = {"text_encoder": TINY.text_encoder, "max_text_len": TINY.max_text_len, "latent": "pixels"}

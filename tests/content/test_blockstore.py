@@ -37,7 +37,7 @@ def test_put_get_has_delete(store):
     assert isinstance(e.value, KeyError) and HELLO in str(e.value)
     store.put(HELLO, blocks[HELLO])
     assert store.has(HELLO) and store.get(HELLO) == blocks[HELLO]
-    assert store.stat() == {"blocks": 1, "bytes": len(blocks[HELLO])}
+    assert store.stat() == {"blocks": 1, "bytes": len(blocks[HELLO]), "referenced_bytes": 0}
     store.delete(HELLO)
     assert not store.has(HELLO)
 
@@ -103,7 +103,7 @@ def test_pins_and_gc_keep_only_reachable(store):
     store.unpin(kept)
     with pytest.raises(KeyError):
         store.unpin(kept)
-    assert store.gc()[0] == 4 and store.stat() == {"blocks": 0, "bytes": 0}
+    assert store.gc()[0] == 4 and store.stat() == {"blocks": 0, "bytes": 0, "referenced_bytes": 0}
 
 
 def test_gc_keeps_partial_pinned_dag(store):

@@ -24,6 +24,7 @@ from paris_node.content.exchange import (
     PenaltyBox,
     fetch_dag,
 )
+from paris_node.content.exchange_server import block_bytes
 from paris_node.content.exchange_wire import encode_frame_header, read_request
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(120)]
@@ -59,7 +60,7 @@ class SpyStore(Blockstore):
 
 class TamperingServer(BlockServer):
     async def load(self, cid):
-        data = await super().load(cid)
+        data = block_bytes(await super().load(cid))
         return None if data is None else bytes([data[0] ^ 1]) + data[1:]
 
 

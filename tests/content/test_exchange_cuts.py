@@ -17,6 +17,7 @@ from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import add_file
 from paris_node.content.errors import FetchError
 from paris_node.content.exchange import BlockServer, PenaltyBox, fetch_dag
+from paris_node.content.exchange_server import block_bytes
 from paris_node.content.exchange_wire import encode_frame_header
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(120)]
@@ -41,6 +42,7 @@ class CuttingServer(BlockServer):
     async def send_frame(self, writer, cid, data):
         if data is None or self.cuts_left <= 0 or len(data) < 2:
             return await super().send_frame(writer, cid, data)
+        data = block_bytes(data)
         self.cuts_left -= 1
         self.cut += 1
         writer.write(encode_frame_header(cid, data) + data[: len(data) // 2])
@@ -54,6 +56,7 @@ class ChunkyServer(BlockServer):
     sizes = itertools.cycle([1, 2, 3, 5, 7, 4093])
 
     async def send_frame(self, writer, cid, data):
+        data = block_bytes(data)
         whole = encode_frame_header(cid, data) + (data or b"")
         at = 0
         while at < len(whole):

@@ -4,16 +4,9 @@ import pytest
 import torch
 
 from paris_node.errors import UsageError
-from paris_node.models.presets import (
-    EXPERT_PRESETS,
-    ROUTER_PRESETS,
-    ExpertConfig,
-    build_expert,
-    build_router,
-    count_params,
-    expert_preset,
-    router_preset,
-)
+from paris_node.models.config import ExpertConfig
+from paris_node.models.factory import build_expert, build_router, count_params
+from paris_node.models.presets import EXPERT_PRESETS, ROUTER_PRESETS, expert_preset, router_preset
 
 
 def test_xl2_expert_matches_paris_605m_on_meta():

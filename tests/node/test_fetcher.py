@@ -26,10 +26,9 @@ from node_helpers import (
 )
 from safetensors.torch import load_file, save_file
 
-from paris_node.checkpoint import FOR_SAMPLING
+from paris_node.checkpoint import FOR_SAMPLING, load_model
 from paris_node.content.dag import add_bytes, walk_dag
 from paris_node.content.errors import FetchError
-from paris_node.content.exchange_client import PenaltyBox
 from paris_node.identity import Identity
 from paris_node.models.presets import expert_preset
 from paris_node.models.vae import LatentCodec, codec_spec
@@ -40,7 +39,6 @@ from paris_node.node.selection import LeaseHistory
 from paris_node.node.verify import Candidate
 from paris_node.records import ROUTER_JOB, CheckpointPayload, SignedRecord, sign_record
 from paris_node.swarm.tenure import Tenure
-from paris_node.training.checkpoint import load_model
 
 HONEST = Identity.from_seed(b"h" * 32)
 MALLORY = Identity.from_seed(b"m" * 32)
@@ -55,12 +53,15 @@ class _EveryoneHeldIt(LeaseHistory):
         return [Tenure(job, who.node_id, 0, 1 << 62) for who in (HONEST, MALLORY, EVE)]
 
 
-def fetcher_for(run, fh, **rules) -> CheckpointFetcher:
+def fetcher_for(run, fh, *, fetch=None, providers=None, **rules) -> CheckpointFetcher:
+    """A fetcher of `run` on `fh`'s home: `fetch`/`providers` replace the RemoteFetch double and "no providers"."""
     unbounded = dict(step_budget=None, max_candidates=64, per_signer=64)
     selection = dataclasses.replace(run_selection_rules(run.manifest), **{**unbounded, **rules})
+    more = {} if providers is None else {"providers": providers}
     return CheckpointFetcher(
-        fh.home, fh.store, run.manifest, fetch=fh.fetch, history=_EveryoneHeldIt(), rules=selection
-    )
+        fh.home, fh.store, run.manifest, fetch=fh.fetch if fetch is None else fetch, history=_EveryoneHeldIt(),
+        rules=selection, **more,
+    )  # fmt: skip
 
 
 def store_record(run, record: SignedRecord) -> str:
@@ -81,76 +82,109 @@ def hidden_entries(fh, run) -> list[str]:
 # ---------------------------------------------------------------------------------------------- the malice set
 
 
-def test_malicious_candidates_are_rejected_and_the_honest_one_installed(tiny_run, fetcher_home, expert_ckpt, tmp_path):
-    run, fh, job = tiny_run, fetcher_home, EXPERT_JOB
-    honest = publish(run, HONEST, job, expert_ckpt, step=10)
-    cands: dict[str, Candidate] = {}
+# Each builder returns a malicious candidate for EXPERT_JOB, at a higher step than the honest one (so it is tried
+# first), signed by MALLORY.
 
-    # (1a) forged: Mallory's pointer names a manifest (validly) signed by another key
-    eve = publish(run, EVE, job, expert_ckpt, step=101)
-    cands["other signer"] = Candidate(sign_pointer(MALLORY, run.run_id, job, eve.manifest_cid, 101))
-    # (1b) forged: a manifest whose payload was changed after signing (signature no longer verifies)
-    mal = publish(run, MALLORY, job, expert_ckpt, step=10)
+
+def _manifest_of_another_signer(run, fh, ckpt, tmp):
+    eve = publish(run, EVE, EXPERT_JOB, ckpt, step=101)  # a manifest validly signed by another key
+    return Candidate(sign_pointer(MALLORY, run.run_id, EXPERT_JOB, eve.manifest_cid, 101))
+
+
+def _payload_changed_after_signing(run, fh, ckpt, tmp):
+    mal = publish(run, MALLORY, EXPERT_JOB, ckpt, step=10)
     forged = dataclasses.replace(mal.record, payload={**mal.record.payload, "step": 102})
-    cands["bad signature"] = Candidate(sign_pointer(MALLORY, run.run_id, job, store_record(run, forged), 102))
-    # (2a) bytes that do not match the CID: the "remote" serves other bytes for the weights
-    unique = copy_ckpt(expert_ckpt, tmp_path / "bytes")  # same tensors, other bytes: a CID of its own
+    return Candidate(sign_pointer(MALLORY, run.run_id, EXPERT_JOB, store_record(run, forged), 102))
+
+
+def _other_bytes_for_the_weights(run, fh, ckpt, tmp):
+    unique = copy_ckpt(ckpt, tmp / "bytes")  # same tensors, other bytes: a CID of its own
     save_file(load_file(str(unique / "model.safetensors")), str(unique / "model.safetensors"), metadata={"x": "1"})
-    wrong_bytes = publish(run, MALLORY, job, unique, step=103)
-    weights_cid = wrong_bytes.record.body.files["model.safetensors"]["cid"]
-    fh.fetch.tamper[weights_cid] = b"not the weights" * 100
-    cands["wrong bytes"] = wrong_bytes.candidate
-    # (2b) right CIDs, but the manifest's sha256 of the weights is wrong
+    pub = publish(run, MALLORY, EXPERT_JOB, unique, step=103)
+    fh.fetch.tamper[pub.record.body.files["model.safetensors"]["cid"]] = b"not the weights" * 100
+    return pub.candidate
+
+
+def _wrong_sha256_in_the_manifest(run, fh, ckpt, tmp):
+    mal = publish(run, MALLORY, EXPERT_JOB, ckpt, step=10)
     files = json.loads(json.dumps(mal.record.body.files))
-    files["model.safetensors"]["sha256"] = "0" * 64
-    cands["sha256"] = Candidate(
-        sign_pointer(MALLORY, run.run_id, job, resign(run, mal.record, MALLORY, step=104, files=files), 104)
+    files["model.safetensors"]["sha256"] = "0" * 64  # right CIDs, wrong hash
+    return Candidate(
+        sign_pointer(MALLORY, run.run_id, EXPERT_JOB, resign(run, mal.record, MALLORY, step=104, files=files), 104)
     )
-    # (3a) wrong shape: the config of another preset
-    small = copy_ckpt(expert_ckpt, tmp_path / "small")
+
+
+def _config_of_another_preset(run, fh, ckpt, tmp):
+    small = copy_ckpt(ckpt, tmp / "small")
     config = json.loads((small / "config.json").read_text())
     config["model"] = expert_preset("small").to_dict()
     (small / "config.json").write_text(json.dumps(config))
-    cands["other preset"] = publish(run, MALLORY, job, small, step=105).candidate
-    # (3b) wrong shape: the right config, weights of another size
-    resized = copy_ckpt(expert_ckpt, tmp_path / "resized")
+    return publish(run, MALLORY, EXPERT_JOB, small, step=105).candidate
+
+
+def _weights_of_another_size(run, fh, ckpt, tmp):
+    resized = copy_ckpt(ckpt, tmp / "resized")
     weights = load_file(str(resized / "model.safetensors"))
     name = max(weights, key=lambda k: weights[k].numel())
     weights[name] = torch.zeros(weights[name].shape[0] + 1, *weights[name].shape[1:])
     save_file(weights, str(resized / "model.safetensors"))
-    cands["other size"] = publish(run, MALLORY, job, resized, step=106).candidate
-    # (3c) not safetensors at all: a pickle that would leave a mark if anything unpickled it
-    marker = tmp_path / "UNPICKLED"
-    pickled = copy_ckpt(expert_ckpt, tmp_path / "pickled")
-    (pickled / "model.safetensors").write_bytes(pickle.dumps(_Mark(str(marker))))
-    cands["pickle"] = publish(run, MALLORY, job, pickled, step=107).candidate
-    # (4) open run: random weights, right shapes, a high step
-    garbage = randomize_weights(copy_ckpt(expert_ckpt, tmp_path / "random"))
-    cands["random weights"] = publish(run, MALLORY, job, set_step(garbage, 10_000), step=10_000).candidate
+    return publish(run, MALLORY, EXPERT_JOB, resized, step=106).candidate
 
-    accepted, verdicts = fetcher_for(run, fh).fetch_job(job, [honest.candidate, *cands.values()])
 
-    # every malicious one was tried first (higher step) and rejected, for its own reason
-    by_cid = {v.manifest_cid: v for v in verdicts}
-    assert len(verdicts) == len(cands) + 1 and verdicts[-1] is accepted
-    reasons = {what: by_cid[c.body.manifest_cid].reason for what, c in cands.items()}
-    assert not any(by_cid[c.body.manifest_cid].ok for c in cands.values())
-    assert "signer differs" in reasons["other signer"]
-    assert "manifest:" in reasons["bad signature"] and "signature" in reasons["bad signature"].lower()
-    assert (
-        "could not be fetched and verified" in reasons["wrong bytes"] and "model.safetensors" in reasons["wrong bytes"]
-    )
-    assert "sha256 differs" in reasons["sha256"]
-    assert "config model" in reasons["other preset"]
-    assert "does not match its config" in reasons["other size"]
-    assert reasons["pickle"] and not marker.exists()
-    assert "worse than the run's threshold" in reasons["random weights"]
-    assert by_cid[cands["random weights"].body.manifest_cid].extra["ratio"] > 1.0
+def _a_pickle_instead_of_safetensors(run, fh, ckpt, tmp):
+    pickled = copy_ckpt(ckpt, tmp / "pickled")  # unpickling it would create tmp/UNPICKLED
+    (pickled / "model.safetensors").write_bytes(pickle.dumps(_Mark(str(tmp / "UNPICKLED"))))
+    return publish(run, MALLORY, EXPERT_JOB, pickled, step=107).candidate
 
-    # the honest one is installed whole
-    assert accepted is not None and accepted.ok and accepted.manifest_cid == honest.manifest_cid
+
+def _random_weights_at_a_high_step(run, fh, ckpt, tmp):
+    garbage = randomize_weights(copy_ckpt(ckpt, tmp / "random"))  # right shapes; an open run scores it
+    return publish(run, MALLORY, EXPERT_JOB, set_step(garbage, 10_000), step=10_000).candidate
+
+
+# attack: (builder, the verdict's code, a fragment of its reason)
+ATTACKS = {
+    "other signer": (_manifest_of_another_signer, "manifest-mismatch", "signer differs"),
+    "bad signature": (_payload_changed_after_signing, "signature", "manifest: signature does not verify"),
+    "wrong bytes": (_other_bytes_for_the_weights, "unavailable", "model.safetensors"),
+    "sha256": (_wrong_sha256_in_the_manifest, "file-mismatch", "sha256 differs"),
+    "other preset": (_config_of_another_preset, "config-mismatch", "config model"),
+    "other size": (_weights_of_another_size, "weights-mismatch", "does not match its config"),
+    "pickle": (_a_pickle_instead_of_safetensors, "not-safetensors", "not a valid safetensors file"),
+    "random weights": (_random_weights_at_a_high_step, "score-margin", "does not beat the zero predictor"),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_a_malicious_candidate_is_rejected_with_its_code(attack, tiny_run, fetcher_home, expert_ckpt, tmp_path):
+    run, fh = tiny_run, fetcher_home
+    build, code, fragment = ATTACKS[attack]
+    honest = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    bad = build(run, fh, expert_ckpt, tmp_path)
+    assert bad.body.step > honest.candidate.body.step  # tried first
+
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [honest.candidate, bad])
+
+    verdict = {v.manifest_cid: v for v in verdicts}[bad.body.manifest_cid]
+    assert not verdict.ok and not verdict.extra.get("skipped")  # downloaded, checked and refused
+    assert (verdict.code, fragment in verdict.reason) == (code, True), verdict.reason
+    if attack == "random weights":
+        assert verdict.extra["ratio"] > 1.0  # scored here: worse than predicting nothing
+    assert not (tmp_path / "UNPICKLED").exists()  # nothing ever unpickles peer bytes
+    # the honest one is installed instead, and nothing partial is left behind
+    assert accepted is not None and accepted.manifest_cid == honest.manifest_cid and accepted.code == "accepted"
+    assert verdicts[-1] is accepted and len(verdicts) == 2
+    assert hidden_entries(fh, run) == []
+    assert [p.name for p in cache.run_cache(fh.home, run.run_id).iterdir()] == [cache.job_dirname(EXPERT_JOB)]
+
+
+def test_the_honest_candidate_is_installed_whole(tiny_run, fetcher_home, expert_ckpt):
+    run, fh = tiny_run, fetcher_home
+    honest = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [honest.candidate])
+    assert verdicts == [accepted] and accepted.ok and accepted.code == "accepted" and accepted.reason == ""
     assert accepted.signer == HONEST.node_id and accepted.step == 10 and accepted.extra["ratio"] < 1.0
-    folder = cache.job_dir(fh.home, run.run_id, job)
+    folder = cache.job_dir(fh.home, run.run_id, EXPERT_JOB)
     assert {"config.json", "model.safetensors", "fetched.json"} <= {p.name for p in folder.iterdir()}
     for name, meta in honest.record.body.files.items():  # sampling needs weights + config, not the state
         if meta["role"] in FOR_SAMPLING:
@@ -163,10 +197,7 @@ def test_malicious_candidates_are_rejected_and_the_honest_one_installed(tiny_run
     assert info["val_loss"] == pytest.approx(accepted.val_loss)
     assert info["record"].encode() == honest.record.to_bytes()
     load_model(folder)  # what sample will do: loads strictly
-
-    # nothing partial left behind: no staging folders, nothing else in the run cache
-    assert hidden_entries(fh, run) == []
-    assert [p.name for p in cache.run_cache(fh.home, run.run_id).iterdir()] == [folder.name]
+    assert hidden_entries(fh, run) == [] and [p.name for p in folder.parent.iterdir()] == [folder.name]
 
 
 class _Mark:
@@ -187,9 +218,7 @@ def test_the_signer_is_asked_first_and_blocks_are_checked_as_they_arrive(tiny_ru
     def providers(cid: str) -> list[str]:
         return [mirror] if cid == honest.manifest_cid else []
 
-    fetcher = fetcher_for(run, fh)
-    fetcher._providers = providers
-    accepted, _ = fetcher.fetch_job(EXPERT_JOB, [honest.candidate])
+    accepted, _ = fetcher_for(run, fh, providers=providers).fetch_job(EXPERT_JOB, [honest.candidate])
     assert accepted is not None and accepted.ok
     assert dict(fh.fetch.calls)[honest.manifest_cid] == [signer_peer(HONEST.node_id), mirror]
     wanted = [m for m in honest.record.body.files.values() if m["role"] in FOR_SAMPLING]
@@ -204,7 +233,6 @@ def test_the_signer_is_asked_first_and_blocks_are_checked_as_they_arrive(tiny_ru
 def test_an_unreachable_checkpoint_is_rejected_not_raised(tiny_run, fetcher_home, expert_ckpt):
     run, fh = tiny_run, fetcher_home
     pub = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
-    fetcher = fetcher_for(run, fh)
     for error in (TimeoutError("slow"), FetchError("no provider has it")):
 
         def failing(cid, providers, error=error):
@@ -212,10 +240,10 @@ def test_an_unreachable_checkpoint_is_rejected_not_raised(tiny_run, fetcher_home
                 raise error
             fh.fetch(cid, providers)
 
-        fetcher._fetch = failing
-        fetcher.penalty = PenaltyBox()  # a fresh fetcher each time: the first failure penalises the signer
-        accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [pub.candidate])
+        # a fresh fetcher each time: the first failure penalises the signer
+        accepted, verdicts = fetcher_for(run, fh, fetch=failing).fetch_job(EXPERT_JOB, [pub.candidate])
         assert accepted is None and not verdicts[0].ok and "manifest" in verdicts[0].reason
+        assert verdicts[0].code == "unavailable"
     assert cache.read_info(fh.home, run.run_id, EXPERT_JOB) is None and hidden_entries(fh, run) == []
 
 
@@ -224,7 +252,7 @@ def test_a_manifest_that_is_not_a_record_is_rejected(tiny_run, fetcher_home):
     cid = add_bytes(run.store, b'{"hello": "world"}', run.manifest.cid_profile)
     cand = Candidate(sign_pointer(MALLORY, run.run_id, EXPERT_JOB, cid, 5))
     accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [cand])
-    assert accepted is None and verdicts[0].reason.startswith("manifest:")
+    assert accepted is None and verdicts[0].reason.startswith("manifest:") and verdicts[0].code == "manifest-invalid"
 
 
 def test_deeply_nested_json_is_a_verdict_not_a_crash(tiny_run, fetcher_home, expert_ckpt, tmp_path):
@@ -238,6 +266,7 @@ def test_deeply_nested_json_is_a_verdict_not_a_crash(tiny_run, fetcher_home, exp
     accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [bad_manifest, bad_config])
     assert accepted is None
     assert "config.json is not JSON" in verdicts[0].reason and "nested too deeply" in verdicts[1].reason
+    assert [v.code for v in verdicts] == ["config-invalid", "manifest-invalid"]
 
 
 def test_wrong_bytes_for_the_manifest_are_rejected(tiny_run, fetcher_home, expert_ckpt):
@@ -246,6 +275,7 @@ def test_wrong_bytes_for_the_manifest_are_rejected(tiny_run, fetcher_home, exper
     fh.fetch.tamper[pub.manifest_cid] = pub.record.to_bytes() + b" "
     accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [pub.candidate])
     assert accepted is None and "manifest" in verdicts[0].reason and "do not hash" in verdicts[0].reason
+    assert verdicts[0].code == "unavailable"
     assert not fh.store.has(pub.manifest_cid)  # the lying bytes were never stored
 
 
@@ -254,7 +284,7 @@ def test_a_manifest_for_another_job_is_rejected(tiny_run, fetcher_home, expert_c
     other = publish(run, MALLORY, "expert/0", expert_ckpt, step=10)  # a real checkpoint, replayed for expert/1
     cand = Candidate(sign_pointer(MALLORY, run.run_id, EXPERT_JOB, other.manifest_cid, 10))
     accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [cand])
-    assert accepted is None and "expected 'expert/1'" in verdicts[0].reason
+    assert accepted is None and "expected 'expert/1'" in verdicts[0].reason and verdicts[0].code == "manifest-mismatch"
 
 
 # ---------------------------------------------------------------------------------------------- anti-rollback
@@ -270,19 +300,20 @@ def test_anti_rollback_and_already_held(tiny_run, fetcher_home, expert_ckpt, tmp
     step10 = publish(run, HONEST, EXPERT_JOB, set_step(copy_ckpt(expert_ckpt, tmp_path / "s10"), 10), step=10)
     before = len(fh.fetch.calls)
     accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [step10.candidate])
-    assert accepted is None and "rollback" in verdicts[0].reason
+    assert accepted is None and "rollback" in verdicts[0].reason and verdicts[0].code == "rollback"
     assert len(fh.fetch.calls) == before  # rejected before downloading anything
     assert cache.read_info(fh.home, run.run_id, EXPERT_JOB)["manifest_cid"] == step20.manifest_cid
 
     accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [step10.candidate, step20.candidate])
     assert accepted is not None and accepted.ok and accepted.reason == "already held"
-    assert accepted.manifest_cid == step20.manifest_cid
+    assert accepted.code == "already-held" and accepted.manifest_cid == step20.manifest_cid
     assert [v.reason for v in verdicts if not v.ok] == [verdicts[0].reason] and "skipped" in verdicts[0].reason
+    assert verdicts[0].code == "rollback" and verdicts[0].extra["skipped"]
     assert len(fh.fetch.calls) == before
 
     step30 = publish(run, HONEST, EXPERT_JOB, set_step(copy_ckpt(expert_ckpt, tmp_path / "s30"), 30), step=30)
     accepted, _ = fetcher.fetch_job(EXPERT_JOB, [step20.candidate, step30.candidate])
-    assert accepted is not None and accepted.step == 30 and accepted.reason == ""
+    assert accepted is not None and accepted.step == 30 and accepted.reason == "" and accepted.code == "accepted"
     assert cache.read_installed(fh.home, run.run_id, EXPERT_JOB).step == 30
     assert hidden_entries(fh, run) == []  # the replaced folder is gone, not left as .old
 
@@ -296,7 +327,7 @@ def test_a_listed_run_admits_only_its_publishers(make_tiny_run, expert_ckpt, tmp
     outsider = publish(run, MALLORY, EXPERT_JOB, expert_ckpt, step=50)
     listed = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
     accepted, verdicts = fetcher_for(run, fh).fetch_job(EXPERT_JOB, [listed.candidate, outsider.candidate])
-    assert "not an allowed publisher" in verdicts[0].reason
+    assert "not an allowed publisher" in verdicts[0].reason and verdicts[0].code == "publisher"
     assert outsider.manifest_cid not in fh.fetch.fetched()  # not even downloaded
     assert accepted is not None and accepted.signer == HONEST.node_id, verdicts
 
@@ -321,6 +352,7 @@ def test_an_expert_checkpoint_is_not_a_router(tiny_run, fetcher_home, expert_ckp
     pub = publish(run, MALLORY, ROUTER_JOB, expert_ckpt, step=10)
     accepted, verdicts = fetcher_for(run, fh).fetch_job(ROUTER_JOB, [pub.candidate])
     assert accepted is None and "config kind is 'expert'" in verdicts[0].reason
+    assert verdicts[0].code == "config-mismatch"
 
 
 # ---------------------------------------------------------------------------------------------- held-out scores
@@ -388,6 +420,7 @@ def test_a_signer_never_seen_holding_the_lease_costs_no_download(tiny_run, fetch
     accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [takeover.candidate, honest.candidate])
     assert accepted is not None and accepted.manifest_cid == honest.manifest_cid
     assert "was not seen holding" in verdicts[0].reason and verdicts[0].extra["skipped"]
+    assert verdicts[0].code == "not-eligible"
     assert takeover.manifest_cid not in fh.fetch.fetched()
 
 
@@ -400,15 +433,17 @@ def test_the_frozen_job_attack_is_refused_and_its_signer_penalised(tiny_run, fet
     by_cid = {v.manifest_cid: v for v in verdicts}
     assert by_cid[frozen.manifest_cid].extra["ratio"] == pytest.approx(1.0)
     assert "does not beat the zero predictor" in by_cid[frozen.manifest_cid].reason
+    assert by_cid[frozen.manifest_cid].code == "score-margin"
     assert accepted is not None and accepted.manifest_cid == honest.manifest_cid
     before = len(fh.fetch.calls)
     again = publish(run, MALLORY, EXPERT_JOB, expert_ckpt, step=20)  # its next candidate waits out the penalty
     _, verdicts = fetcher.fetch_job(EXPERT_JOB, [again.candidate])
-    assert "penalised" in verdicts[0].reason and len(fh.fetch.calls) == before
+    assert "penalised" in verdicts[0].reason and verdicts[0].code == "penalised" and len(fh.fetch.calls) == before
     # past the budget: refused before any download
     over = Candidate(sign_pointer(EVE, run.run_id, EXPERT_JOB, honest.manifest_cid, 1_000_002))
     _, verdicts = fetcher.fetch_job(EXPERT_JOB, [over])
-    assert "step budget 20" in verdicts[0].reason and len(fh.fetch.calls) == before
+    assert "step budget 20" in verdicts[0].reason and verdicts[0].code == "step-budget"
+    assert len(fh.fetch.calls) == before
 
 
 def test_pointer_spam_costs_at_most_the_budget_of_downloads(tiny_run, fetcher_home, expert_ckpt):
@@ -429,7 +464,8 @@ def test_pointer_spam_costs_at_most_the_budget_of_downloads(tiny_run, fetcher_ho
     assert len(downloaded) == fetcher.rules.max_candidates - 1  # the rest of the budget, no more
     skipped = [v for v in verdicts if v.extra.get("skipped")]
     assert len(skipped) == len(spam) - len(downloaded) and all("budget of" in v.reason for v in skipped)
+    assert {v.code for v in skipped} == {"skipped-budget"}
     # the sybils that failed are penalised: the next fetch downloads other ones, never more than the budget
     accepted, _ = fetcher.fetch_job(EXPERT_JOB, [*spam, honest.candidate])
-    assert accepted is not None and accepted.reason == "already held"
+    assert accepted is not None and accepted.reason == "already held" and accepted.code == "already-held"
     assert len(set(fh.fetch.fetched()) & set(junk)) == 2 * (fetcher.rules.max_candidates - 1)

@@ -70,9 +70,11 @@ def attacked(tmp_path_factory):
 
 
 @pytest.mark.xfail(
-    reason="known open bug (issue 16 left open): under the combined sybil flood + poisoned DHT values, a fresh "
-    "reader's `status` sometimes names no owner for the router job (seen twice at load 7-10, 2026-12-01), and "
-    "the fetch half of this test is then not reached; takeover under the attack is asserted by the next test",
+    reason="issue 16, not proven fixed: under the sybil flood + poisoned values a fresh reader's `status` named no "
+    "owner for the router in 1 of 8 reads (the lease was read and its holder's status named the job, so its 9 s "
+    "read, next to the flooded key, must have held an expired copy of the renewed lease; 2026-12-01). "
+    "membership.lagging_jobs now re-reads such a key on its own; 12 of 12 reads were right afterwards, but the "
+    "re-read was never seen triggered, so the cause is not confirmed",
     strict=False,
 )
 def test_status_and_fetch_keep_working_and_pick_the_honest_checkpoints(attacked):
@@ -95,6 +97,10 @@ def test_status_and_fetch_keep_working_and_pick_the_honest_checkpoints(attacked)
     assert not [v for v in tried if v["cid"] in s["spam"]], "a spam pointer was downloaded"
     skipped = [v for v in verdicts if v["reason"].startswith("skipped")]
     assert len(skipped) >= 3 * 30  # every spam pointer (and the takeover pointer) reported, none downloaded
+    # each verdict carries its code (protocol/selection.md, "Verdict codes"); a skipped one, a pre-download code
+    assert {v["code"] for v in ok.values()} <= {"accepted", "already-held"}
+    before_download = {"wrong-job", "publisher", "not-eligible", "step-budget", "rollback", "rate-bound"}
+    assert {v["code"] for v in skipped} <= before_download | {"penalised", "vouched-fallback", "skipped-budget"}
 
 
 def test_standby_takes_over_a_crashed_owner_under_the_attack(attacked):

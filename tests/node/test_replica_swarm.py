@@ -1,15 +1,19 @@
 """A checkpoint outlives its only owner, with real processes on 127.0.0.1 (p2pd, DHT, exchange, training).
 
-One job (K=1). Its owner trains to the run's step budget and is stopped cleanly (SIGTERM) while it is the only
-holder of its latest checkpoint: it says so and waits. A new node joins, claims the freed job, fetches that
+First test: one job (K=1). Its owner trains to the run's step budget and is stopped cleanly (SIGTERM) while it
+is the only holder of its latest checkpoint: it says so and waits. A new node joins, claims the freed job, fetches that
 checkpoint (state included) from the leaving node and resumes from its step, not from 0; once the newcomer
-holds it, the old owner exits. Every process is in its own process group and killed at the end.
+holds it, the old owner exits. Second test: the same on an open run, where the newcomer never saw the old owner's
+lease (it resumes from a copy a current owner vouches for). Every process is in its own process group and
+killed at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
+import time
 
 import pytest
 from test_node_swarm import Node
@@ -62,4 +66,47 @@ def test_the_only_owner_leaves_and_a_new_node_resumes_from_its_last_step(tmp_pat
         a.wait_line(r"every checkpoint held here has another holder now", 5)
     finally:
         for n in nodes:
+            n.kill()
+
+
+def test_on_an_open_run_a_node_that_joins_after_the_owner_left_resumes_from_a_vouched_copy(tmp_path):
+    """Open run, K=2 (expert/0, expert/1, router). The owner of expert/0 finishes and leaves once another owner
+    holds a verified copy; a node that joins afterwards never saw that owner's lease, yet resumes from its step:
+    a current owner's status vouches for the copy it verified (node/selection.py, tier 'vouched')."""
+    budget = 60
+    spec = RunSpec(
+        name="replica-open", dataset="shapes:192", samples=192, experts=2, expert_preset="tiny",
+        router_preset="tiny", batch=8, lr=1e-3, steps=budget, publish_every_steps=20, fine_clusters=16,
+    )  # fmt: skip
+    home = Home(tmp_path / "a").ensure()
+    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    nodes: dict[str, Node] = {}
+    try:
+        nodes["a"] = Node("a", tmp_path / "a", "--run", run, "--handoff-wait", "120", *COMMON)
+        maddr = nodes["a"].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
+        for name in ("b", "c"):
+            nodes[name] = Node(name, tmp_path / name, "--run", run, "--join", maddr, "--handoff-wait", "120", *COMMON)
+        owners = {nodes[n].wait_line(r"owner of (\S+)", 120)[1]: n for n in ("a", "b", "c")}
+        assert sorted(owners) == ["expert/0", "expert/1", "router"]
+        leaver = nodes[owners["expert/0"]]
+        others = [n for name, n in nodes.items() if n is not leaver]
+        leaver.wait_line(rf"published expert/0 step {budget}:", 240)
+        leaver.wait_line(r"reached step \d+ \(the run's budget\)", 60)
+        deadline = time.monotonic() + 180  # an owner of another job tops the replicas up to 2 holders
+        while not any(re.search(rf"mirrored expert/0 step {budget} ", line) for n in others for line in n.seen):
+            assert time.monotonic() < deadline, "no other owner mirrored expert/0's last checkpoint"
+            for n in others:
+                n.published()
+            time.sleep(0.5)
+
+        leaver.proc.send_signal(signal.SIGTERM)
+        assert leaver.proc.wait(120) == 0  # another holder exists: it leaves at once
+        via = others[0].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 5)[1]  # the leaver may be `a`
+        d = Node("d", tmp_path / "d", "--run", run, "--join", via, *COMMON)
+        nodes["d"] = d
+        d.wait_line(r"owner of expert/0", 120)
+        resumed = int(d.wait_line(r"expert/0: taking over from step (\d+)", 180)[1])
+        assert resumed == budget  # from the departed owner's checkpoint, vouched for by the owner that kept it
+    finally:
+        for n in nodes.values():
             n.kill()

@@ -12,6 +12,7 @@ from paris_node.node.selection import (
     LISTED,
     OWNER,
     PAST_OWNER,
+    VOUCHED,
     Held,
     Regression,
     SelectionRules,
@@ -23,7 +24,7 @@ from paris_node.node.selection import (
     rules_for_run,
 )
 from paris_node.node.verify import Candidate, Rejected
-from paris_node.records import PointerPayload, sign_record
+from paris_node.records import PointerPayload, StatusPayload, sign_record
 from paris_node.swarm.claims import ACTIVE, CLAIMING, RELEASED, Lease
 from paris_node.swarm.tenure import LeaseHistory, Tenure
 
@@ -76,6 +77,67 @@ def test_clock_skew_and_grace_edges():
     assert eligibility(cand(OWNER_ID, 1, T0 + 160_000), JOB, RULES, OWNED, now) == OWNER  # end + grace, exactly
     later = T0 + 200_000  # the tenure is over: a past owner
     assert eligibility(cand(OWNER_ID, 1, T0 + 20_000), JOB, RULES, OWNED, later) == PAST_OWNER
+
+
+def status(who: Identity, at: int, holds: list[str], job: str | None = "expert/1"):
+    body = StatusPayload(role="expert" if job else "standby", peer=who.peer_id, version="t", job=job, holds=holds)
+    return sign_record(who, body, run=RUN, issued_ms=at)
+
+
+def test_a_departed_owners_checkpoint_is_eligible_when_a_current_owner_vouches_for_it():
+    # the reader joined after expert/0's owner left: it sees OTHER owning expert/1 now, nothing of expert/0
+    now = T0 + 500_000
+    c = cand(OWNER_ID, 300, T0 + 20_000)
+    h = history_with(Tenure("expert/1", OTHER.node_id, T0, now + 12_000))
+    with pytest.raises(Rejected, match="no current owner vouches"):
+        eligibility(c, JOB, RULES, h, now)
+    h.observe_holdings([status(OTHER, now - 5_000, [c.body.manifest_cid])], now)
+    assert eligibility(c, JOB, RULES, h, now) == VOUCHED
+    assert h.vouchers(c.body.manifest_cid, now) == [OTHER.node_id]
+
+
+def test_vouching_counts_only_current_owners_other_than_the_signer_and_their_latest_status():
+    now = T0 + 500_000
+    h = history_with(
+        Tenure("expert/1", OTHER.node_id, T0, now + 12_000), Tenure("router", SYBIL.node_id, T0, now + 12_000)
+    )
+    own = cand(SYBIL, 900, now - 1_000)  # a current owner of another job vouching for its own pointer
+    h.observe_holdings([status(SYBIL, now - 1_000, [own.body.manifest_cid], job="router")], now)
+    with pytest.raises(Rejected, match="no current owner vouches"):
+        eligibility(own, JOB, RULES, h, now)
+    stranger = Identity.from_seed(bytes([9]) * 32)  # has a status but owns nothing: a key generator's status
+    c = cand(OWNER_ID, 300, T0 + 20_000)
+    h.observe_holdings([status(stranger, now - 1_000, [c.body.manifest_cid])], now)
+    with pytest.raises(Rejected, match="no current owner vouches"):
+        eligibility(c, JOB, RULES, h, now)
+    h.observe_holdings([status(OTHER, now - 9_000, [c.body.manifest_cid]), status(OTHER, now - 2_000, [])], now)
+    with pytest.raises(Rejected, match="no current owner vouches"):  # its latest status no longer holds it
+        eligibility(c, JOB, RULES, h, now)
+    h.observe_holdings([status(OTHER, now - 1_000, [c.body.manifest_cid])], now)
+    assert eligibility(c, JOB, RULES, h, now) == VOUCHED
+    assert h.vouchers(c.body.manifest_cid, now + 60_000) == []  # its tenure ended: the vouch goes with it
+
+
+def test_a_seen_owners_pointer_outranks_a_vouched_one():
+    now = T0 + 50_000
+    h = history_with(Tenure(JOB, OWNER_ID.node_id, T0, T0 + 100_000), Tenure("expert/1", OTHER.node_id, T0, now))
+    vouched = cand(SYBIL, 990, now - 1_000)
+    h.observe_holdings([status(OTHER, now - 1_000, [vouched.body.manifest_cid])], now)
+    honest = cand(OWNER_ID, 40, now - 2_000)
+    out = plan([vouched, honest], JOB, RULES, h, now)  # not even downloaded while a seen owner's is eligible
+    assert [(c.signer, tier) for c, tier in out.evaluate] == [(OWNER_ID.node_id, OWNER)]
+    assert [c.signer for c, _ in out.skipped] == [SYBIL.node_id] and out.skipped[0][1].code == "vouched-fallback"
+    assert [t for _, t in plan([vouched], JOB, RULES, h, now).evaluate] == [VOUCHED]  # alone, it is considered
+
+
+def test_status_holds_is_optional_on_the_wire_and_bounded():
+    plain = StatusPayload(role="standby", peer="p", version="t")
+    assert "holds" not in plain.to_dict()  # records without it keep their bytes (and the test vectors)
+    assert StatusPayload.from_dict(StatusPayload(role="standby", peer="p", version="t", holds=["a"]).to_dict()).holds
+    from paris_node.errors import SchemaError
+
+    with pytest.raises(SchemaError, match="at most 64"):
+        StatusPayload.from_dict({**plain.to_dict(), "holds": [f"c{i}" for i in range(65)]})
 
 
 def test_a_listed_run_admits_its_publishers_and_nobody_else_whatever_the_leases():
@@ -180,11 +242,12 @@ def test_plan_orders_owner_first_then_step_and_caps_the_cost():
     p = plan([*past, owner_c], JOB, dataclasses.replace(RULES, max_candidates=3), h, now)
     assert [c for c, _ in p.evaluate] == [owner_c, past[5], past[4]]
     assert [t for _, t in p.evaluate] == [OWNER, PAST_OWNER, PAST_OWNER]
-    assert len(p.skipped) == 4 and all("budget of 3 candidates" in why for _, why in p.skipped)
+    assert len(p.skipped) == 4 and all("budget of 3 candidates" in str(why) for _, why in p.skipped)
+    assert {why.code for _, why in p.skipped} == {"skipped-budget"}
     # the per-signer budget, and a penalised signer
     p = plan([*past, owner_c], JOB, RULES, h, now, penalised=[OWNER_ID.node_id], signer_spent={others[5].node_id: 1})
     assert owner_c not in [c for c, _ in p.evaluate] and past[5] not in [c for c, _ in p.evaluate]
-    reasons = {c.signer: why for c, why in p.skipped}
+    reasons = {c.signer: str(why) for c, why in p.skipped}
     assert "penalised" in reasons[OWNER_ID.node_id] and "per signer" in reasons[others[5].node_id]
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import math
+import re
+from pathlib import Path
 
 import pytest
 
+from paris_node.data.runspec import publisher_allowed
+from paris_node.errors import ParisError
 from paris_node.identity import Identity
+from paris_node.node.selection import Held, SelectionRules, check_score, check_step
 from paris_node.node.verify import (
     MAX_FILES,
+    REASON_CODES,
     Rejected,
     check_config,
     check_file,
     check_manifest,
     check_publisher,
     check_rollback,
-    check_val_loss,
 )
 from paris_node.records import CheckpointPayload, LeasePayload, PointerPayload, sign_record
 
@@ -53,9 +57,14 @@ def pointer(signer=ALICE, *, run=RUN, job=JOB, step=10, seq=1, cid="bafkreimanif
 # ---------------------------------------------------------------------------------------------- publisher policy
 
 
-def test_open_policy_admits_anyone():
-    check_publisher("open", ALICE.node_id)
-    check_publisher("open", BOB.node_id)
+def test_open_policy_admits_anyone_and_only_the_exact_word_open_is_that_policy():
+    for signer in (ALICE.node_id, BOB.node_id):
+        assert publisher_allowed("open", signer)  # the one rule check_publisher applies
+        check_publisher("open", signer)
+    for near in ("Open", "open ", "opened", "", "*"):  # a misspelt policy is a bare string: it admits nobody
+        with pytest.raises(Rejected, match="not an allowed publisher") as e:
+            check_publisher(near, ALICE.node_id)
+        assert e.value.code == "publisher"
 
 
 @pytest.mark.parametrize("as_type", [list, tuple])  # RunManifest.publishers is a tuple; a JSON document a list
@@ -71,6 +80,12 @@ def test_an_empty_list_admits_nobody_and_a_bare_string_is_not_a_list():
         check_publisher([], ALICE.node_id)
     with pytest.raises(Rejected):  # a single id as a string must not be matched as a substring
         check_publisher(ALICE.node_id + BOB.node_id, ALICE.node_id)
+
+
+def test_a_rejection_is_a_paris_error_so_the_cli_prints_it_in_one_line():
+    assert issubclass(Rejected, ParisError)
+    with pytest.raises(ParisError, match="not an allowed publisher"):
+        check_publisher((ALICE.node_id,), BOB.node_id)
 
 
 # ---------------------------------------------------------------------------------------------- rollback
@@ -92,36 +107,42 @@ def test_agreeing_manifest_and_pointer_pass_and_return_the_body():
     assert body.step == 10 and set(body.files) == {"config.json", "model.safetensors"}
 
 
+CONFIG, WEIGHTS = files()["config.json"], files()["model.safetensors"]
+
+
 @pytest.mark.parametrize(
-    "man, ptr, reason",
+    "man, ptr, reason, code",
     [
-        (manifest(BOB), pointer(ALICE), "signer differs"),
-        (manifest(run="bafkreiother"), pointer(), "another run"),
-        (manifest(job="expert/1"), pointer(), "job"),
-        (manifest(), pointer(job="expert/1"), "job"),
-        (manifest(step=11), pointer(step=10), "step 11 differs"),
-        (manifest(file_map={"config.json": files()["config.json"]}), pointer(), "lacks model.safetensors"),
-        (manifest(file_map={"model.safetensors": files()["model.safetensors"]}), pointer(), "lacks config.json"),
+        (manifest(BOB), pointer(ALICE), "signer differs", "manifest-mismatch"),
+        (manifest(run="bafkreiother"), pointer(), "another run", "manifest-mismatch"),
+        (manifest(job="expert/1"), pointer(), "job", "manifest-mismatch"),
+        (manifest(), pointer(job="expert/1"), "job", "manifest-mismatch"),
+        (manifest(step=11), pointer(step=10), "step 11 differs", "manifest-mismatch"),
+        (manifest(file_map={"config.json": CONFIG}), pointer(), "lacks model.safetensors", "manifest-files"),
+        (manifest(file_map={"model.safetensors": WEIGHTS}), pointer(), "lacks config.json", "manifest-files"),
     ],
     ids=["signer", "run", "manifest-job", "pointer-job", "step", "no-weights", "no-config"],
 )
-def test_disagreement_between_manifest_and_pointer_is_rejected(man, ptr, reason):
-    with pytest.raises(Rejected, match=reason):
+def test_disagreement_between_manifest_and_pointer_is_rejected(man, ptr, reason, code):
+    with pytest.raises(Rejected, match=reason) as e:
         check_manifest(ptr, man, RUN, JOB)
+    assert e.value.code == code
 
 
 def test_a_record_of_another_kind_is_not_a_manifest():
     payload = LeasePayload(job=JOB, peer=ALICE.peer_id, lease_start_ms=1, seq=1, ttl_ms=1000, state="active")
     lease = sign_record(ALICE, payload, run=RUN)
-    with pytest.raises(Rejected, match="not a checkpoint"):
+    with pytest.raises(Rejected, match="not a checkpoint") as e:
         check_manifest(pointer(), lease, RUN, JOB)
+    assert e.value.code == "manifest-mismatch"
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "/etc/passwd", ".hidden", "..", "", "a\\b", "nul\x00byte", "n" * 300])
 def test_unsafe_file_names_are_rejected(name):
     meta = {"cid": "bafkreix", "size": 1, "sha256": "2" * 64}
-    with pytest.raises(Rejected, match="unsafe file"):
+    with pytest.raises(Rejected, match="unsafe file") as e:
         check_manifest(pointer(), manifest(file_map=files(**{name: meta})), RUN, JOB)
+    assert e.value.code == "manifest-files"
 
 
 def test_a_manifest_listing_too_many_files_is_rejected():
@@ -168,13 +189,42 @@ def test_a_config_that_is_not_an_object_is_rejected_not_a_crash(config):
         check_config(config, {"kind": "expert"})
 
 
-# ---------------------------------------------------------------------------------------------- validation loss
+# ---------------------------------------------------------------------------------------------- reason codes
 
 
-def test_val_loss_threshold():
-    check_val_loss(0.5, 1.0)
-    check_val_loss(1.0, 1.0)  # boundary: exactly as good as the zero predictor passes
-    check_val_loss(123.0, None)  # no threshold set: not checked
-    for bad in (1.0001, math.inf, math.nan):
-        with pytest.raises(Rejected, match="worse than the run's threshold"):
-            check_val_loss(bad, 1.0)
+@pytest.mark.parametrize(
+    "check, code",
+    [
+        (lambda: check_publisher((ALICE.node_id,), BOB.node_id), "publisher"),
+        (lambda: check_rollback(19, 20), "rollback"),
+        (lambda: check_file("w", "0" * 64, 2, {"size": 1, "sha256": "0" * 64}), "file-mismatch"),
+        (lambda: check_file("w", "1" * 64, 1, {"size": 1, "sha256": "0" * 64}), "file-mismatch"),
+        (lambda: check_config([], {}), "config-invalid"),
+        (lambda: check_config({"kind": "router"}, {"kind": "expert"}), "config-mismatch"),
+        (lambda: check_step(11, 0, SelectionRules(step_budget=10), None), "step-budget"),
+        (lambda: check_step(9, 0, SelectionRules(), Held(step=10, issued_ms=0, ratio=None)), "rollback"),
+        (lambda: check_step(10**6, 1000, SelectionRules(), Held(step=10, issued_ms=0, ratio=None)), "rate-bound"),
+        (lambda: check_score(1.0, SelectionRules(), None), "score-margin"),  # the zero predictor's ratio
+        (lambda: check_score(0.8, SelectionRules(), Held(step=10, issued_ms=0, ratio=0.1)), "regression"),
+    ],
+    ids=["publisher", "rollback", "size", "sha256", "config-not-object", "config-field", "budget", "held-rollback",
+         "rate", "margin", "regression"],
+)  # fmt: skip
+def test_every_check_names_its_code(check, code):
+    with pytest.raises(Rejected) as e:
+        check()
+    assert e.value.code == code and str(e.value)  # the code for scripts, the message for people
+
+
+def test_a_rejection_needs_a_known_code():
+    assert Rejected("why", "rollback").code == "rollback"
+    with pytest.raises(ValueError, match="unknown rejection code 'rolback'"):
+        Rejected("why", "rolback")
+
+
+def test_the_documented_codes_are_the_codes():
+    """protocol/selection.md's table of verdict codes is REASON_CODES, code for code and meaning for meaning."""
+    doc = (Path(__file__).resolve().parents[2] / "protocol" / "selection.md").read_text()
+    table = doc.split("## 6. Verdict codes", 1)[1]
+    rows = dict(re.findall(r"^\| `([a-z-]+)` \| (.+?) \|$", table, flags=re.M))
+    assert rows == REASON_CODES

@@ -14,9 +14,9 @@ from sampling_standins import (
 )
 
 from paris_node.errors import UsageError
+from paris_node.models.flow import epsilon_to_velocity
 from paris_node.sampling.ensemble import EnsembleSampler
 from paris_node.sampling.routing import parse_routing, route
-from paris_node.training.losses import epsilon_to_velocity
 
 BASES = [1.0, -2.0, 0.5, 3.0]
 SHIFTS = [0.25, 1.0, -0.5, 0.0]

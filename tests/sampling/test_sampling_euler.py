@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from paris_node.errors import UsageError
+from paris_node.models.flow import epsilon_to_velocity
 from paris_node.sampling.euler import euler_step, timesteps
-from paris_node.training.losses import epsilon_to_velocity
 
 
 def test_timesteps_run_from_noise_to_data() -> None:

@@ -6,12 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from paris_node.checkpoint import save_checkpoint
 from paris_node.errors import UsageError
-from paris_node.models.presets import build_expert, build_router, expert_preset, router_preset
+from paris_node.models.factory import build_expert, build_router
+from paris_node.models.presets import expert_preset, router_preset
 from paris_node.models.vae import LatentCodec
-from paris_node.sampling.ensemble import EnsembleSampler
 from paris_node.sampling.images import save_png, to_pil
-from paris_node.training.checkpoint import save_checkpoint
+from paris_node.sampling.loading import load_ensemble
 
 
 def _randomise_output(model: nn.Module, seed: int) -> nn.Module:
@@ -44,7 +45,7 @@ def tiny_cache(tmp_path_factory):
 
 def test_top2_ensemble_of_tiny_experts_samples_a_png(tiny_cache, tmp_path) -> None:
     dirs, router_dir, _ = tiny_cache
-    sampler = EnsembleSampler.from_checkpoints(dirs, router_dir, routing="top2", steps=3, cfg_scale=4.0)
+    sampler = load_ensemble(dirs, router_dir, routing="top2", steps=3, cfg_scale=4.0)
     assert sampler.predictions == {0: "velocity", 1: "epsilon"} and sampler.latent == "pixels"
     x, log = sampler.sample(["a red circle", "a blue square"], seed=1, n_per_prompt=2, explain=True)
     assert x.shape == (4, 3, 16, 16) and torch.isfinite(x).all()
@@ -60,7 +61,7 @@ def test_top2_ensemble_of_tiny_experts_samples_a_png(tiny_cache, tmp_path) -> No
 
 def test_top1_uses_one_expert_per_sample_per_step(tiny_cache) -> None:
     dirs, router_dir, _ = tiny_cache
-    sampler = EnsembleSampler.from_checkpoints(dirs, router_dir, routing="top1", steps=2)
+    sampler = load_ensemble(dirs, router_dir, routing="top1", steps=2)
     _, log = sampler.sample(["a", "b", "c"], seed=0, explain=True)
     assert sampler.stats.expert_rows == 3 * 2
     assert all(len(s.experts) == 1 and s.weights == [1.0] for st in log.steps for s in st.samples)
@@ -68,7 +69,7 @@ def test_top1_uses_one_expert_per_sample_per_step(tiny_cache) -> None:
 
 def test_single_expert_without_router(tiny_cache) -> None:
     dirs, _, _ = tiny_cache
-    sampler = EnsembleSampler.from_checkpoints({0: dirs[0]}, None, steps=2)
+    sampler = load_ensemble({0: dirs[0]}, None, steps=2)
     x, _ = sampler.sample(["a"], seed=0)
     assert x.shape == (1, 3, 16, 16) and sampler.stats.expert_calls == 2 and sampler.stats.router_calls == 0
 
@@ -76,10 +77,10 @@ def test_single_expert_without_router(tiny_cache) -> None:
 def test_mismatched_cache_is_a_usage_error(tiny_cache) -> None:
     dirs, router_dir, bad_router = tiny_cache
     with pytest.raises(UsageError, match="routes between 3 experts"):
-        EnsembleSampler.from_checkpoints(dirs, bad_router)
+        load_ensemble(dirs, bad_router)
     with pytest.raises(UsageError, match="expected 'expert'"):
-        EnsembleSampler.from_checkpoints({0: router_dir, 1: dirs[1]}, None)
+        load_ensemble({0: router_dir, 1: dirs[1]}, None)
     with pytest.raises(UsageError, match="32-d tokens"):
-        EnsembleSampler.from_checkpoints(dirs, router_dir, text_encoder_spec="hash:32x16")
+        load_ensemble(dirs, router_dir, text_encoder_spec="hash:32x16")
     with pytest.raises(UsageError, match="no expert"):
-        EnsembleSampler.from_checkpoints({}, router_dir)
+        load_ensemble({}, router_dir)

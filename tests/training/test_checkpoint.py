@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from paris_node.checkpoint import CheckpointFormatError
-from paris_node.models.presets import build_expert, build_router, expert_preset, router_preset
-from paris_node.training.checkpoint import load_model, load_training_state, save_checkpoint
+from paris_node.checkpoint import CheckpointFormatError, load_model, load_training_state, save_checkpoint
+from paris_node.models.factory import build_expert, build_router
+from paris_node.models.presets import expert_preset, router_preset
 
 
 def _perturbed(model):

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from paris_node.errors import UsageError
-from paris_node.training.losses import epsilon_to_velocity, sample_t, training_losses
+from paris_node.models.flow import epsilon_to_velocity
+from paris_node.training.losses import sample_t, training_losses
 
 
 def test_epsilon_to_velocity_matches_the_hddm_formula():

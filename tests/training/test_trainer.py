@@ -7,12 +7,12 @@ from conftest import Squares
 from safetensors.torch import load_file
 from torch.utils.data import IterableDataset
 
+from paris_node.checkpoint import load_model, load_training_state
 from paris_node.errors import UsageError
 from paris_node.models.presets import expert_preset
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec
-from paris_node.training.checkpoint import load_model, load_training_state
-from paris_node.training.runtime import latest_checkpoint
+from paris_node.training.run_dir import latest_checkpoint
 from paris_node.training.trainer import TrainConfig, train
 
 TINY = expert_preset("tiny")

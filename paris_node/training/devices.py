@@ -1,0 +1,51 @@
+"""Where training runs: the device, and under torchrun (WORLD_SIZE > 1) this process's rank in the group."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from paris_node.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_device(device: str) -> Dist:
+    """Resolve "auto"/"cpu"/"cuda[:i]"; under torchrun (WORLD_SIZE > 1) join the node-local process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1:
+        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{local}"
+            torch.cuda.set_device(local)
+        return Dist(rank, world, torch.device(device))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return Dist(0, 1, torch.device(device))
+
+
+def any_rank_stopping(stop: threading.Event | None, d: Dist) -> bool:
+    """True when a stop was asked on any rank (all ranks must leave the loop at the same step)."""
+    flag = bool(stop is not None and stop.is_set())
+    if d.world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

@@ -1,0 +1,118 @@
+"""A seeded run on a real swarm (p2pd, DHT, block exchange, training on 127.0.0.1): a node that joins fetches its
+expert's seed by CID from the run's creator and starts from it at step 0, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from diffusers import PixArtTransformer2DModel
+from safetensors.torch import load_file
+
+from paris_node.cli import main
+from paris_node.content.blockstore import Blockstore
+from paris_node.content.dag import missing_blocks
+from paris_node.data.manifest import load_run
+from paris_node.home import Home
+from paris_node.models.presets import expert_preset
+
+pytestmark = [pytest.mark.swarm, pytest.mark.timeout(300)]
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+QUICK = ["--settle", "1.5", "--lease-ttl", "20", "--no-progress", "--threads", "1", "--mirror-every", "0"]
+TINY = expert_preset("tiny")
+
+
+def release(path: Path, experts: int) -> list[dict[str, torch.Tensor]]:
+    """expert_k/ written by diffusers' save_pretrained at the tiny shape, distinct random weights."""
+    nets = []
+    for k in range(experts):
+        torch.manual_seed(k)
+        net = PixArtTransformer2DModel(
+            num_attention_heads=TINY.heads,
+            attention_head_dim=TINY.hidden // TINY.heads,
+            in_channels=TINY.in_channels,
+            out_channels=TINY.in_channels,
+            num_layers=TINY.depth,
+            cross_attention_dim=TINY.hidden,
+            sample_size=TINY.sample_size,
+            patch_size=TINY.patch_size,
+            caption_channels=TINY.caption_channels,
+            use_additional_conditions=False,
+        )
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        net.save_pretrained(path / f"expert_{k}", safe_serialization=True)
+        nets.append({k: v.clone() for k, v in net.state_dict().items()})
+    return nets
+
+
+def spawn(home: Path, log: Path, *args: str) -> subprocess.Popen:
+    out = open(log, "w")
+    return subprocess.Popen(
+        [*CLI, "--home", str(home), "start", *QUICK, *args], cwd=REPO, env=ENV, stdout=out,
+        stderr=subprocess.STDOUT, start_new_session=True, text=True,
+    )  # fmt: skip
+
+
+def wait_for(log: Path, pattern: str, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if m := re.search(pattern, log.read_text() if log.exists() else "", re.M):
+            return m
+        time.sleep(0.2)  # polling with a deadline
+    raise AssertionError(f"timed out waiting for {pattern!r} in {log}:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait(10)
+
+
+def test_a_joining_node_starts_its_expert_from_the_seed_it_fetched(tmp_path):
+    nets = release(tmp_path / "release", 2)
+    creator, joiner = tmp_path / "creator", tmp_path / "joiner"
+    made = CliRunner().invoke(
+        main,
+        ["--home", str(creator), "init", "--dataset", "shapes:64", "--experts", "2", "--steps", "4", "--batch", "4",
+         "--publish-every-steps", "2", "--val-loss-threshold", "10", "--init-from", str(tmp_path / "release")],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    run_id = made.stdout.strip().splitlines()[-1]
+    seed = load_run(Home(creator), run_id).init.experts[1].cid
+
+    a = spawn(creator, tmp_path / "a.log", "--run", run_id, "--claim", "0")
+    b = None
+    try:
+        maddr = wait_for(tmp_path / "a.log", r"^  (/ip4/127\.0\.0\.1/\S+/p2p/\S+)$", 120)[1]
+        wait_for(tmp_path / "a.log", "owner of expert/0", 120)
+        b = spawn(joiner, tmp_path / "b.log", "--run", run_id, "--join", maddr, "--claim", "1")
+        wait_for(tmp_path / "b.log", rf"expert/1: no checkpoint yet; starting from the run's seed weights {seed}", 180)
+        wait_for(tmp_path / "b.log", r"published expert/1 step 2", 120)
+    finally:
+        for proc in (b, a):
+            if proc is not None:
+                stop(proc)
+    store = Blockstore(Home(joiner).blocks_dir)
+    assert not missing_blocks(store, seed)  # fetched by CID, verified block by block, from the creator
+    start = load_file(str(joiner / "work" / run_id / "expert-1" / "seed" / "model.safetensors"))
+    net = {k.removeprefix("net."): v for k, v in start.items() if k.startswith("net.")}
+    assert net.keys() == nets[1].keys() and all(torch.equal(net[k], nets[1][k]) for k in net)

@@ -1,0 +1,36 @@
+"""The read-side repairs of swarm/membership.py that need no network: which lease keys are re-read on their own."""
+
+from __future__ import annotations
+
+from paris_node.swarm.claims import ACTIVE, RELEASED, Lease
+from paris_node.swarm.membership import lagging_jobs, newest_leases
+
+NOW = 1_700_000_000_000
+TTL = 20_000
+
+
+def lease(job: str, holder: str, issued: int, state: str = ACTIVE, seq: int = 0) -> Lease:
+    return Lease(job, holder, NOW - 600_000, seq, TTL, state, issued)
+
+
+def test_an_expired_copy_of_a_lease_whose_holder_still_serves_the_job_is_re_read():
+    stale = lease("router", "b", NOW - TTL - 10_000)  # renewed meanwhile; this replica missed it
+    fresh = lease("expert/0", "a", NOW - 2_000)
+    serving = {"a": "expert/0", "b": "router", "c": None}
+    assert lagging_jobs([stale, fresh], serving, NOW, 3_000) == ["router"]
+
+
+def test_nothing_is_re_read_when_the_lease_is_live_released_or_its_holder_serves_another_job():
+    serving = {"a": "expert/0", "b": "router", "c": "expert/1"}
+    assert lagging_jobs([lease("router", "b", NOW - TTL - 2_000)], serving, NOW, 3_000) == []  # within the skew
+    assert lagging_jobs([lease("router", "b", NOW - 99_000, state=RELEASED)], serving, NOW, 3_000) == []
+    assert lagging_jobs([lease("router", "c", NOW - 99_000)], serving, NOW, 3_000) == []  # c serves expert/1
+    assert lagging_jobs([lease("router", "x", NOW - 99_000)], serving, NOW, 3_000) == []  # no status at all
+    # another holder's live lease on the job: the job is not free, no need to look again
+    assert lagging_jobs([lease("router", "b", NOW - 99_000), lease("router", "a", NOW)], serving, NOW, 3_000) == []
+
+
+def test_newest_leases_keeps_the_latest_write_per_job_and_holder():
+    old, new = lease("router", "b", NOW - 30_000, seq=3), lease("router", "b", NOW - 1_000, seq=7)
+    other = lease("expert/0", "b", NOW - 30_000)
+    assert sorted(newest_leases([old, other, new]), key=lambda x: x.job) == [other, new]
