@@ -60,6 +60,11 @@ def peer_id_from_public(public: bytes) -> str:
     return _b58(bytes([0x00, len(proto)]) + proto)
 
 
+def signer_peer(node_id: str) -> str:
+    """A signer's libp2p peer id: the same Ed25519 key, so a record's signer is always a provider to try."""
+    return peer_id_from_public(public_from_node_id(node_id))
+
+
 def peer_id_to_node_id(peer_id: str) -> str:
     """Map a libp2p Ed25519 peer id back to the node id of the same key."""
     raw = multibase.decode("z" + peer_id)

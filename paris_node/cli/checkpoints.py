@@ -27,7 +27,7 @@ def verify_command(state: CliState, repair: bool, join: tuple[str, ...], timeout
     store = Blockstore(home.blocks_dir)
     if repair and join:
         from paris_node.content.exchange import ExchangeService
-        from paris_node.node.fetcher import signer_peer
+        from paris_node.identity import signer_peer
         from paris_node.node.session import reader_dht
         from paris_node.swarm.membership import read_providers
 

@@ -167,7 +167,7 @@ def _row(v, size: int, seconds: float | None, job: str | None = None) -> dict:
         "ok": v.ok,
         "verdict": "ok" if v.ok else "rejected",
         "reason": v.reason,
-        "code": v.code,  # node/verify.REASON_CODES; protocol/selection.md lists them
+        "code": v.code,  # paris_node/verdicts.REASON_CODES; protocol/selection.md lists them
         "bytes": size,
         "seconds": seconds,
     }

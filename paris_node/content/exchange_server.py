@@ -106,7 +106,7 @@ class BlockServer:
                 logger.debug("removing block handler failed: %r", e)
 
     async def load(self, cid: str) -> Block | None:
-        """The block to send for `cid`, or None to answer not-have. Tests override this to misbehave."""
+        """The block to send for `cid` (its open file or its bytes), or None to answer not-have."""
         try:
             return await asyncio.to_thread(self._open, cid)
         except (BlockNotFound, ContentError):  # absent, or a CID string we cannot even parse
@@ -156,7 +156,7 @@ class BlockServer:
             writer.close()
 
     async def send_frame(self, writer: asyncio.StreamWriter, cid: str, data: Block | None) -> None:
-        """Write one answer and wait (bounded) until the stream took it. Tests override this to misbehave."""
+        """Write one answer and wait (bounded) until the stream took it."""
         writer.write(encode_frame_header(cid, data))
         if isinstance(data, BlockFile):  # waits for the header to leave, then the kernel sends the file's pages
             loop = asyncio.get_running_loop()

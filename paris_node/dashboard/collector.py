@@ -2,8 +2,8 @@
 
 One thread, at the lowest CPU priority, with a shutdown that waits at most a timeout. Each round reads leases,
 statuses and pointers; for each job's newest pointer from an allowed publisher it fetches the checkpoint
-manifest once and checks it the way the fetcher does (node/verify.py: signed by the pointer's signer, same
-run, job and step); if the manifest lists a sample PNG, its bytes are fetched by CID and shown only if
+manifest once and checks it the way the fetcher does (checkpoint/manifest_check.py: signed by the pointer's
+signer, same run, job and step); if the manifest lists a sample PNG, its bytes are fetched by CID and shown only if
 `check_sample` accepts them. Losses go into the bounded history (saved in the home, so curves survive a
 restart). The partition preview is drawn once from the experts' validation shards. Whatever a peer gets
 wrong becomes a note on the page, never an exception that stops the thread or the node.
@@ -20,6 +20,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from paris_node.checkpoint.manifest_check import check_manifest
 from paris_node.dashboard.history import History
 from paris_node.dashboard.render import render_page
 from paris_node.dashboard.server import LOADING, Snapshot
@@ -28,10 +29,11 @@ from paris_node.dashboard.view import CheckpointInfo, RunInfo, SampleInfo, ViewI
 from paris_node.errors import ParisError, RecordError
 from paris_node.fsutil import atomic_write
 from paris_node.home import Home
-from paris_node.node.verify import Rejected, check_manifest
+from paris_node.identity import signer_peer
 from paris_node.records import now_ms
 from paris_node.sampling.sample_png import BadSample, check_sample, sample_entry
 from paris_node.swarm import keys
+from paris_node.verdicts import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +157,6 @@ class Collector:
         return [p for p in pointers if self.manifest.allows_publisher(p.signer)]
 
     def _peers(self, ptr, cid: str) -> list[str]:
-        from paris_node.node.fetcher import signer_peer
-
         try:
             found = self.source.providers(cid)
         except ParisError:
@@ -266,8 +266,6 @@ class Collector:
                 tmp.unlink(missing_ok=True)
 
     def _creator(self) -> list[str]:
-        from paris_node.node.fetcher import signer_peer
-
         return [] if self.manifest.is_demo else [signer_peer(self.manifest.signer)]
 
     def _save(self, force: bool = False) -> None:

@@ -27,6 +27,7 @@ from paris_node.checkpoint import (
     safetensors_header,
 )
 from paris_node.checkpoint.format import select
+from paris_node.checkpoint.manifest_check import check_manifest
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import iter_file
 from paris_node.content.exchange_client import PenaltyBox
@@ -36,7 +37,7 @@ from paris_node.data.shards import ShardDataset
 from paris_node.errors import BadSignature, ParisError, RecordError, UsageError
 from paris_node.fsutil import atomic_replace_dir, staging_dir
 from paris_node.home import Home
-from paris_node.identity import peer_id_from_public, public_from_node_id
+from paris_node.identity import signer_peer
 from paris_node.models.config import ExpertConfig, RouterConfig
 from paris_node.models.presets import expert_preset, router_preset
 from paris_node.node import cache
@@ -55,15 +56,14 @@ from paris_node.node.selection import (
 )
 from paris_node.node.verify import (
     Candidate,
-    Rejected,
     Verdict,
     check_config,
     check_file,
-    check_manifest,
     check_publisher,
     check_rollback,
 )
 from paris_node.records import DOCUMENT_CAP, ROUTER_JOB, decode_record, now_ms
+from paris_node.verdicts import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,6 @@ def held_of(info: dict | None) -> Held | None:
         issued = 0
     ratio = info.get("val_ratio")
     return Held(step=int(info["step"]), issued_ms=issued, ratio=None if ratio is None else float(ratio))
-
-
-def signer_peer(node_id: str) -> str:
-    """A publisher's libp2p peer id: the same Ed25519 key, so the signer itself is always a provider to try."""
-    return peer_id_from_public(public_from_node_id(node_id))
 
 
 class CheckpointFetcher:

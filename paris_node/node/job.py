@@ -22,6 +22,7 @@ from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
 from paris_node.errors import ParisError
 from paris_node.home import Home
+from paris_node.identity import signer_peer
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node import cache
@@ -32,7 +33,6 @@ from paris_node.node.fetcher import (
     expert_index,
     run_expert_config,
     run_router_config,
-    signer_peer,
 )
 from paris_node.node.publish import CheckpointPublisher, published_manifest
 from paris_node.node.verify import Candidate

@@ -30,9 +30,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from paris_node.data.runspec import publisher_allowed
-from paris_node.node.verify import Candidate, Rejected
+from paris_node.node.verify import Candidate
 from paris_node.swarm.claims import DEFAULT_RULES
 from paris_node.swarm.tenure import LeaseHistory
+from paris_node.verdicts import Rejected
 
 LISTED, OWNER, PAST_OWNER, VOUCHED = "listed", "owner", "past-owner", "vouched"  # eligibility tiers, best first
 _TIER_RANK = {LISTED: 0, OWNER: 1, PAST_OWNER: 2, VOUCHED: 3}

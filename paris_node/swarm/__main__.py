@@ -1,7 +1,8 @@
 """`python -m paris_node.swarm`: a bare swarm node that reports JSON lines on stdout (tests, benchmarks).
 
 Same code path as `paris-node start` with the idle job runner; `--report-every` adds periodic `view` events
-with the owners this node computes from the leases it reads.
+with the owners this node computes from the leases it reads. `main(argv, on_session=...)` runs a caller's hook once
+the node has joined, before its first claim (tests/swarm/gated_node.py uses it to hold nodes at the start line).
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
-import time
+from collections.abc import Callable
 
 from paris_node.home import Home
 from paris_node.swarm.claims import ClaimRules, owners
@@ -34,7 +34,7 @@ def _claim(value: str) -> str | int:
     return value if value in ("auto", "router") else int(value)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, on_session: Callable[[Session], None] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m paris_node.swarm")
     ap.add_argument("--home", required=True)
     ap.add_argument("--run", default="demo")
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--settle", type=float, default=8.0)
     ap.add_argument("--jitter", type=float, default=2.0)
     ap.add_argument("--skew-ms", type=int, default=3000)
-    ap.add_argument("--claim-at-ms", type=int, default=None)
     ap.add_argument("--report-every", type=float, default=0.0)
-    ap.add_argument("--go-file", default=None, help="tests: wait for this file to exist before claiming")
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
@@ -67,18 +65,15 @@ def main(argv: list[str] | None = None) -> None:
         settle_s=args.settle,
         jitter_s=args.jitter,
         skew_ms=args.skew_ms,
-        claim_at_ms=args.claim_at_ms,
     )
 
-    def on_session(session: Session) -> None:
-        if args.go_file:  # lets a test release several nodes into the claim at the same instant
-            deadline = time.monotonic() + 300
-            while not os.path.exists(args.go_file) and time.monotonic() < deadline and not stop.is_set():
-                time.sleep(0.005)
+    def joined(session: Session) -> None:
         if args.report_every > 0:
             threading.Thread(target=_report, args=(session, options, stop, args.report_every), daemon=True).start()
+        if on_session is not None:
+            on_session(session)
 
-    run_node(options, stop=stop, on_event=emit, on_session=on_session)
+    run_node(options, stop=stop, on_event=emit, on_session=joined)
 
 
 def _report(session: Session, options: SwarmOptions, stop: threading.Event, every: float) -> None:

@@ -188,7 +188,6 @@ class Membership:
         jitter: float = 2.0,
         rules: ClaimRules = DEFAULT_RULES,
         announcer: Announcer | None = None,
-        claim_at_ms: int | None = None,
     ):
         self.dht, self.identity, self.run, self.jobs = dht, identity, keys.check_run(run), list(jobs)
         self.me = keys.subkey_for(identity)
@@ -197,7 +196,6 @@ class Membership:
         self.poll = min(ttl / 3, 5.0)
         self.announcer = announcer or Announcer(dht, identity, run).start()
         self._own_announcer = announcer is None
-        self.claim_at_ms = claim_at_ms  # tests: make two nodes claim at the same instant
         self.owned_job: str | None = None
         self.lost_event = threading.Event()
         self._first_seen: dict[tuple[str, str, int], int] = {}
@@ -254,11 +252,10 @@ class Membership:
     def acquire(self, stop_event: threading.Event) -> str | None:
         """Block until this node owns a job (returned) or `stop_event` is set (None). Standby meanwhile."""
         self.lost_event.clear()
-        first = True
         backoff = READ_RETRY_S[0]
         while not stop_event.is_set():
             try:
-                job = self._try_once(stop_event, first)
+                job = self._try_once(stop_event)
                 backoff = READ_RETRY_S[0]
             except SwarmUnavailable as e:
                 # capped exponential back-off: a swarm that does not answer must not be hammered by standbys
@@ -267,19 +264,14 @@ class Membership:
                 if stop_event.wait(backoff):
                     return None
                 backoff = min(backoff * 2, READ_RETRY_S[1], max(self.poll, READ_RETRY_S[0]))
-            first = False
             if job is not None:
                 self.owned_job = job
                 self._start_watch()
                 return job
         return None
 
-    def _try_once(self, stop_event: threading.Event, first: bool) -> str | None:
-        if first and self.claim_at_ms is not None:
-            stop_event.wait(max(0.0, (self.claim_at_ms - dht_now_ms()) / 1000))
-            delay = 0.0
-        else:
-            delay = random.uniform(0, self.jitter)
+    def _try_once(self, stop_event: threading.Event) -> str | None:
+        delay = random.uniform(0, self.jitter)
         leases = self.leases()
         job = self._pick(leases, dht_now_ms())
         if job is None:

@@ -50,7 +50,6 @@ class SwarmOptions:
     jitter_s: float = 2.0
     startup_timeout_s: float = 30.0
     skew_ms: int = 3_000
-    claim_at_ms: int | None = None  # tests only: claim at this DHT time (ms)
     jobs: tuple[str, ...] = field(default=())  # overrides experts/router when given (run manifests)
 
     def job_list(self) -> list[str]:
@@ -179,7 +178,6 @@ def run_node(
             jitter=options.jitter_s,
             rules=rules,
             announcer=announcer,
-            claim_at_ms=options.claim_at_ms,
         )
         session = Session(dht, identity, run, announcer, membership, maddrs)
         if on_session is not None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from diffusers import PixArtTransformer2DModel
 from safetensors.torch import load_file, save_file
+from tiny_pixart import save_tiny_pixart
 
 from paris_node.checkpoint import CheckpointFormatError, load_model, save_checkpoint
 from paris_node.checkpoint.diffusers_io import export_diffusers, import_expert, import_release
@@ -17,26 +18,7 @@ TINY = expert_preset("tiny")
 EXTRAS = {"text_encoder": TINY.text_encoder, "max_text_len": TINY.max_text_len, "latent": "pixels"}
 
 
-def diffusers_folder(path, seed: int = 0, **overrides):
-    """A PixArt transformer at the tiny preset's shape, random weights, saved by diffusers itself."""
-    torch.manual_seed(seed)
-    args = dict(
-        num_attention_heads=TINY.heads,
-        attention_head_dim=TINY.hidden // TINY.heads,
-        in_channels=TINY.in_channels,
-        out_channels=TINY.in_channels,
-        num_layers=TINY.depth,
-        cross_attention_dim=TINY.hidden,
-        sample_size=TINY.sample_size,
-        patch_size=TINY.patch_size,
-        caption_channels=TINY.caption_channels,
-        use_additional_conditions=False,
-    )
-    net = PixArtTransformer2DModel(**{**args, **overrides})
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    net.save_pretrained(path, safe_serialization=True)
-    return net
+diffusers_folder = save_tiny_pixart  # a PixArt folder written by diffusers itself; returns the model
 
 
 def same(a: dict, b: dict) -> bool:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from diffusers import PixArtTransformer2DModel
 from safetensors.torch import load_file, save_file
+from tiny_pixart import save_tiny_pixart, tensors
 
 from paris_node.checkpoint import save_checkpoint
 from paris_node.checkpoint.diffusers_io import export_diffusers
@@ -33,24 +33,7 @@ RUN = ["init", "--dataset", "shapes:64", "--steps", "2", "--batch", "4", "--publ
 
 def diffusers_folder(path: Path, seed: int = 0, **overrides) -> dict[str, torch.Tensor]:
     """A PixArt transformer at the tiny preset's shape, random weights, saved by diffusers itself; its tensors."""
-    torch.manual_seed(seed)
-    args = dict(
-        num_attention_heads=TINY.heads,
-        attention_head_dim=TINY.hidden // TINY.heads,
-        in_channels=TINY.in_channels,
-        out_channels=TINY.in_channels,
-        num_layers=TINY.depth,
-        cross_attention_dim=TINY.hidden,
-        sample_size=TINY.sample_size,
-        patch_size=TINY.patch_size,
-        caption_channels=TINY.caption_channels,
-        use_additional_conditions=False,
-    )
-    net = PixArtTransformer2DModel(**{**args, **overrides})
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    net.save_pretrained(path, safe_serialization=True)
-    return {k: v.clone() for k, v in net.state_dict().items()}
+    return tensors(save_tiny_pixart(path, seed, **overrides))
 
 
 def release_folder(path: Path, experts: int, router_experts: int | None = None) -> list[dict[str, torch.Tensor]]:

@@ -29,12 +29,12 @@ from safetensors.torch import load_file, save_file
 from paris_node.checkpoint import FOR_SAMPLING, load_model
 from paris_node.content.dag import add_bytes, walk_dag
 from paris_node.content.errors import FetchError
-from paris_node.identity import Identity
+from paris_node.identity import Identity, signer_peer
 from paris_node.models.presets import expert_preset
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node import cache
 from paris_node.node.evaluate import expert_score, router_score
-from paris_node.node.fetcher import CheckpointFetcher, run_selection_rules, signer_peer
+from paris_node.node.fetcher import CheckpointFetcher, run_selection_rules
 from paris_node.node.selection import LeaseHistory
 from paris_node.node.verify import Candidate
 from paris_node.records import ROUTER_JOB, CheckpointPayload, SignedRecord, sign_record

@@ -14,46 +14,25 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from diffusers import PixArtTransformer2DModel
 from safetensors.torch import load_file
+from tiny_pixart import save_tiny_pixart, tensors
 
 from paris_node.cli import main
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import missing_blocks
 from paris_node.data.manifest import load_run
 from paris_node.home import Home
-from paris_node.models.presets import expert_preset
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 QUICK = ["--settle", "1.5", "--lease-ttl", "20", "--no-progress", "--threads", "1", "--mirror-every", "0"]
-TINY = expert_preset("tiny")
 
 
 def release(path: Path, experts: int) -> list[dict[str, torch.Tensor]]:
     """expert_k/ written by diffusers' save_pretrained at the tiny shape, distinct random weights."""
-    nets = []
-    for k in range(experts):
-        torch.manual_seed(k)
-        net = PixArtTransformer2DModel(
-            num_attention_heads=TINY.heads,
-            attention_head_dim=TINY.hidden // TINY.heads,
-            in_channels=TINY.in_channels,
-            out_channels=TINY.in_channels,
-            num_layers=TINY.depth,
-            cross_attention_dim=TINY.hidden,
-            sample_size=TINY.sample_size,
-            patch_size=TINY.patch_size,
-            caption_channels=TINY.caption_channels,
-            use_additional_conditions=False,
-        )
-        for p in net.parameters():
-            torch.nn.init.normal_(p, std=0.05)
-        net.save_pretrained(path / f"expert_{k}", safe_serialization=True)
-        nets.append({k: v.clone() for k, v in net.state_dict().items()})
-    return nets
+    return [tensors(save_tiny_pixart(path / f"expert_{k}", seed=k)) for k in range(experts)]
 
 
 def spawn(home: Path, log: Path, *args: str) -> subprocess.Popen:

@@ -23,10 +23,11 @@ from paris_node.node.selection import (
     plan,
     rules_for_run,
 )
-from paris_node.node.verify import Candidate, Rejected
+from paris_node.node.verify import Candidate
 from paris_node.records import PointerPayload, StatusPayload, sign_record
 from paris_node.swarm.claims import ACTIVE, CLAIMING, RELEASED, Lease
 from paris_node.swarm.tenure import LeaseHistory, Tenure
+from paris_node.verdicts import Rejected
 
 RUN, JOB = "sel-run", "expert/0"
 OWNER_ID, OTHER, SYBIL = (Identity.from_seed(bytes([i]) * 32) for i in (1, 2, 3))

@@ -1,4 +1,5 @@
-"""The pure checkpoint rules of node/verify.py, on hand-built records (no store, no network, no model)."""
+"""The pure checkpoint rules (node/verify.py, checkpoint/manifest_check.py, the codes of paris_node/verdicts.py),
+on hand-built records (no store, no network, no model)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from paris_node.checkpoint.manifest_check import MAX_FILES, check_manifest
 from paris_node.data.runspec import publisher_allowed
 from paris_node.errors import ParisError
 from paris_node.identity import Identity
 from paris_node.node.selection import Held, SelectionRules, check_score, check_step
-from paris_node.node.verify import (
-    MAX_FILES,
-    REASON_CODES,
-    Rejected,
-    check_config,
-    check_file,
-    check_manifest,
-    check_publisher,
-    check_rollback,
-)
+from paris_node.node.verify import check_config, check_file, check_publisher, check_rollback
 from paris_node.records import CheckpointPayload, LeasePayload, PointerPayload, sign_record
+from paris_node.verdicts import REASON_CODES, Rejected
 
 RUN = "bafkreirun"
 JOB = "expert/0"

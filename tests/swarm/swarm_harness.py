@@ -1,5 +1,8 @@
 """Launch `python -m paris_node.swarm` node processes on 127.0.0.1 and read their JSON-line events.
 
+A node started with `gated=True` runs tests/swarm/gated_node.py instead: it holds before its first claim until
+`release()` (several nodes released together claim at the same instant).
+
 Every process is started in its own process group and killed (with its p2pd and DHT children) by `close()`.
 """
 
@@ -21,13 +24,18 @@ TTL, SETTLE, JITTER, SKEW_MS = 4.0, 1.5, 0.5, 300
 COMMON = ["--ttl", str(TTL), "--settle", str(SETTLE), "--jitter", str(JITTER), "--skew-ms", str(SKEW_MS)]
 
 
+GATED_NODE = Path(__file__).with_name("gated_node.py")
+
+
 class NodeProc:
-    def __init__(self, name: str, home: Path, args: list[str]):
+    def __init__(self, name: str, home: Path, args: list[str], gated: bool = False):
         self.name, self.home = name, home
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        program = [str(GATED_NODE)] if gated else ["-m", "paris_node.swarm"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paris_node.swarm", "--home", str(home), *args],
+            [sys.executable, *program, "--home", str(home), *args],
             cwd=REPO,
+            stdin=subprocess.PIPE if gated else None,
             stdout=subprocess.PIPE,
             stderr=open(home.parent / f"{name}.log", "wb"),
             env=env,
@@ -85,6 +93,11 @@ class NodeProc:
                 return ev
         return None
 
+    def release(self) -> None:
+        """Let a gated node go on to its first claim."""
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
     def kill9(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -107,11 +120,11 @@ class Swarm:
         self.tmp, self.run, self.common = tmp, run, common or []
         self.nodes: list[NodeProc] = []
 
-    def start(self, name: str, *args: str, join: list[str] | None = None) -> NodeProc:
+    def start(self, name: str, *args: str, join: list[str] | None = None, gated: bool = False) -> NodeProc:
         home = self.tmp / name
         home.mkdir(parents=True, exist_ok=True)
         joins = [a for m in (join or []) for a in ("--join", m)]
-        node = NodeProc(name, home, ["--run", self.run, *self.common, *joins, *args])
+        node = NodeProc(name, home, ["--run", self.run, *self.common, *joins, *args], gated=gated)
         self.nodes.append(node)
         return node
 

@@ -12,15 +12,15 @@ pytestmark = [pytest.mark.swarm, pytest.mark.timeout(120)]
 
 def test_two_nodes_claiming_the_same_expert_at_the_same_instant_one_keeps_it(tmp_path):
     s = Swarm(tmp_path, run="race", common=["--experts", "2", "--report-every", "0.5", *COMMON, "--jitter", "0"])
-    go = tmp_path / "go"
     try:
         a = s.start("a", "--claim", "router")
         maddrs = a.wait_for("ready", time.monotonic() + 60)["maddrs"]
-        b = s.start("b", "--claim", "0", "--go-file", str(go), join=maddrs)
-        c = s.start("c", "--claim", "0", "--go-file", str(go), join=maddrs)
+        b = s.start("b", "--claim", "0", join=maddrs, gated=True)
+        c = s.start("c", "--claim", "0", join=maddrs, gated=True)
         for node in (b, c):
             node.wait_for("ready", time.monotonic() + 60)
-        go.touch()
+        for node in (b, c):  # into the claim together
+            node.release()
 
         def settled(v) -> bool:
             return v["mine"]["a"] == "router" and [v["mine"]["b"], v["mine"]["c"]].count("expert/0") == 1
