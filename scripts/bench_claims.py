@@ -3,13 +3,16 @@
 
 For each N: start a bootstrap node, then N-1 nodes joining it (all at once), and measure
   - join_s:   from launch to the last node's DHT being ready ("last node joined"),
-  - assign_s: from the last join to the first moment every job has exactly one node that believes it owns it
-              (beliefs from each node's owner/lost events) and no job has two,
+  - assign_s: from the last join (with `--gated`: from the instant all N nodes, held at a start line once
+              joined, are released together into their first claim) to the first moment every job has exactly
+              one node that believes it owns it (beliefs from each node's owner/lost events) and no job has two,
   - dup:      whether two nodes ever believed they owned the same job at the same time (must be False),
   - memory per node: RSS of the Python process, its forked DHT process and its p2pd (psutil), and the USS sum.
-Ratios are printed against the first N measured in the same run (the baseline).
+Ratios are printed against the first N measured in the same run (the baseline). `--repeats R` runs each N R
+times (interleaved: N1, N2, ..., N1, N2, ...) and prints a summary line per N: median assign time with its
+range, and how many runs converged and how many saw a duplicate.
 
-    .venv/bin/python scripts/bench_claims.py --nodes 8 16 32 --experts 8
+    .venv/bin/python scripts/bench_claims.py --nodes 8 16 32 --experts 8 --gated --repeats 3
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ def node_memory(pid: int) -> dict:
     return out
 
 
-def bench(n: int, experts: int, ttl: float, settle: float, jitter: float, deadline_s: float) -> dict:
+def bench(
+    n: int, experts: int, ttl: float, settle: float, jitter: float, deadline_s: float, gated: bool = False
+) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-claims-{n}-"))
     common = [
         "--experts",
@@ -68,12 +73,15 @@ def bench(n: int, experts: int, ttl: float, settle: float, jitter: float, deadli
     swarm = Swarm(tmp, run=f"bench{n}", common=common)
     t0 = time.monotonic()
     try:
-        boot = swarm.start("n0")
+        boot = swarm.start("n0", gated=gated)
         maddrs = boot.wait_for("ready", t0 + deadline_s)["maddrs"]
         for i in range(1, n):
-            swarm.start(f"n{i}", join=maddrs)
+            swarm.start(f"n{i}", join=maddrs, gated=gated)
         for node in swarm.nodes:
             node.wait_for("ready", t0 + deadline_s)
+        if gated:
+            for node in swarm.nodes:  # one write each, back to back: the claims start within milliseconds
+                node.release()
         joined = time.monotonic()
         jobs = {f"expert/{k}" for k in range(experts)}
         belief: dict[str, str | None] = {}
@@ -120,6 +128,8 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--jitter", type=float, default=1.0)
     ap.add_argument("--deadline", type=float, default=400.0, help="seconds per N before giving up")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per N (interleaved), summarised per N")
+    ap.add_argument("--gated", action="store_true", help="hold joined nodes and release them at one instant")
     args = ap.parse_args()
     print(
         f"machine: {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
@@ -127,13 +137,33 @@ def main() -> None:
         flush=True,
     )
     results = []
-    for n in args.nodes:
-        r = bench(n, args.experts, args.ttl, args.settle, args.jitter, args.deadline)
-        results.append(r)
-        base = results[0]
-        if r.get("assign_s") is not None and base.get("assign_s"):
-            r["assign_ratio_vs_first"] = round(r["assign_s"] / base["assign_s"], 2)
-        print(json.dumps(r), flush=True)
+    for rep in range(args.repeats):
+        for n in args.nodes:
+            r = bench(n, args.experts, args.ttl, args.settle, args.jitter, args.deadline, gated=args.gated)
+            r["repeat"] = rep
+            results.append(r)
+            base = results[0]
+            if r.get("assign_s") is not None and base.get("assign_s"):
+                r["assign_ratio_vs_first"] = round(r["assign_s"] / base["assign_s"], 2)
+            print(json.dumps(r), flush=True)
+    if args.repeats > 1:
+        for n in args.nodes:
+            print(json.dumps(summary(n, [r for r in results if r["nodes"] == n])), flush=True)
+
+
+def summary(n: int, runs: list[dict]) -> dict:
+    """Median assign time over the runs that converged, its range, and the counts that matter."""
+    times = sorted(r["assign_s"] for r in runs if r.get("assign_s") is not None)
+    return {
+        "summary": True,
+        "nodes": n,
+        "runs": len(runs),
+        "converged": len(times),
+        "with_duplicate": sum(bool(r.get("dup")) for r in runs),
+        "assign_median_s": round(statistics.median(times), 2) if times else None,
+        "assign_range_s": [times[0], times[-1]] if times else None,
+        "load1": [r.get("load1") for r in runs],
+    }
 
 
 if __name__ == "__main__":

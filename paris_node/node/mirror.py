@@ -155,7 +155,8 @@ class Mirror:
 
     # ------------------------------------------------------------------ leaving
     def sole_holdings(self, session) -> dict[str, tuple[int, str]]:
-        """Jobs whose latest checkpoint only this node (among live holders) holds whole: job -> (step, CID)."""
+        """What only this node (among live holders) holds whole: job -> (step, CID) of its latest checkpoint, and
+        `data <CID>` -> (0, CID) for the run's manifest, shards and seeds."""
         from paris_node.swarm.membership import read_pointers
 
         m, store, me = self.node.manifest, self.node.store, session.identity.peer_id
@@ -170,10 +171,17 @@ class Mirror:
             others = [p for p in self._holders(session, latest.manifest_cid)[0] if p != me]
             if not others:
                 out[job] = (latest.step, latest.manifest_cid)
+        # the data a job cannot start without: the run manifest, the shards, the seeds (a run's creator is often
+        # their only holder; a node that claims a job after it left could not train it)
+        for cid in [m.run_id, *(c for c in m.cids() if c != m.centroids.cid)]:
+            if missing_blocks(store, cid):
+                continue
+            if not [p for p in self._holders(session, cid)[0] if p != me]:
+                out[f"data {cid}"] = (0, cid)
         return out
 
     def hand_off(self, timeout_s: float | None = None) -> dict[str, tuple[int, str]]:
-        """Before a clean exit: wait (bounded) until each checkpoint only we hold has another holder.
+        """Before a clean exit: wait (bounded) until each checkpoint and shard only we hold has another holder.
 
         Returns what is still held by this node alone when it gives up (empty when all were handed off).
         """
@@ -186,18 +194,20 @@ class Mirror:
             if not alone:
                 return {}
             for job, (step, cid) in alone.items():
+                what = "the run's data" if job.startswith("data ") else f"{job} step {step}"
                 log.warning(
-                    "this node is the only holder of %s step %d (%s); waiting up to %.0f s for another holder "
-                    "(--handoff-wait)", job, step, cid, wait
+                    "this node is the only holder of %s (%s); waiting up to %.0f s for another holder "
+                    "(--handoff-wait)", what, cid, wait
                 )  # fmt: skip
             deadline = time.monotonic() + wait
             while alone and time.monotonic() < deadline:
                 time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))  # polling the DHT, bounded
                 alone = self.sole_holdings(session)
             for job, (step, cid) in alone.items():
-                log.warning("leaving as the only holder of %s step %d (%s): it is lost", job, step, cid)
+                what = "the run's data" if job.startswith("data ") else f"{job} step {step}"
+                log.warning("leaving as the only holder of %s (%s): it is lost", what, cid)
             if not alone:
-                log.info("every checkpoint held here has another holder now")
+                log.info("every checkpoint and shard held here has another holder now")
             return alone
         except Exception as e:  # the DHT may be failing on the way out: leave anyway
             log.warning("could not check who else holds our checkpoints: %s", e)

@@ -74,12 +74,18 @@ def attacked(tmp_path_factory):
     "owner for the router in 1 of 8 reads (the lease was read and its holder's status named the job, so its 9 s "
     "read, next to the flooded key, must have held an expired copy of the renewed lease; 2026-12-01). "
     "membership.lagging_jobs now re-reads such a key on its own; 12 of 12 reads were right afterwards, but the "
-    "re-read was never seen triggered, so the cause is not confirmed",
+    "re-read was never seen triggered and the test xfailed again in a full run, so the cause is not confirmed "
+    "(outputs are kept under the module's tmp folder: status.out/.err, fetch.out)",
     strict=False,
 )
 def test_status_and_fetch_keep_working_and_pick_the_honest_checkpoints(attacked):
     s = attacked
-    report = cli(s["root"] / "reader", "status", "--run", s["run"], "--experts", "2", "--join", s["maddr"], "--json")
+    report = cli(
+        s["root"] / "reader", "--log-level", "debug", "status", "--run", s["run"], "--experts", "2",
+        "--join", s["maddr"], "--json",
+    )  # fmt: skip
+    (s["root"] / "status.out").write_text(report.stdout)  # kept for diagnosis when this known failure recurs
+    (s["root"] / "status.err").write_text(report.stderr)
     assert report.returncode == 0, report.stderr[-2000:]
     rows = {r["job"]: r for r in json.loads(report.stdout)["jobs"]}
     for job, name in s["owners"].items():
@@ -87,6 +93,7 @@ def test_status_and_fetch_keep_working_and_pick_the_honest_checkpoints(attacked)
         assert rows[job]["checkpoint_step"] is None or rows[job]["checkpoint_step"] < 1_000_000
 
     got = cli(s["root"] / "reader", "fetch", "--all", "--run", s["run"], "--join", s["maddr"], "--json")
+    (s["root"] / "fetch.out").write_text(got.stdout)
     assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-3000:]
     verdicts = json.loads(got.stdout)["checkpoints"]
     ok = {v["job"]: v for v in verdicts if v["verdict"] == "ok"}

@@ -63,7 +63,7 @@ def test_the_only_owner_leaves_and_a_new_node_resumes_from_its_last_step(tmp_pat
         assert resumed == BUDGET  # from the leaving owner's last checkpoint, not from scratch
 
         assert a.proc.wait(120) == 0  # it left once another node held the checkpoint
-        a.wait_line(r"every checkpoint held here has another holder now", 5)
+        a.wait_line(r"every checkpoint and shard held here has another holder now", 5)
     finally:
         for n in nodes:
             n.kill()
