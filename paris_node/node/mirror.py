@@ -83,12 +83,16 @@ class Mirror:
                 self._adopted = True
                 self.adopt(session)
             own = session.membership.owned_job
-            statuses: list = []  # read once per round, not once per job: the status key is the largest read
+            try:  # once per round, not once per job: the status key is the largest read
+                statuses = self._statuses(session)
+            except Exception as e:  # the swarm misbehaving must never stop the node
+                log.debug("mirror round skipped: %s", e)
+                continue
             for job in keys.jobs_for(self.node.manifest.experts, router=self.node.manifest.experts > 1):
                 if self._stop.is_set():
                     break
                 try:
-                    self.mirror(session, job, standby=own is None, own_job=job == own, statuses=statuses)
+                    self.mirror(session, job, statuses, standby=own is None, own_job=job == own)
                 except Exception as e:  # the swarm misbehaving must never stop the node
                     log.debug("mirroring %s failed: %s", job, e)
 
@@ -105,22 +109,21 @@ class Mirror:
             self.held[job] = inst.cids()
             log.info("serving the copy of %s step %d held here (%s)", job, inst.step, inst.manifest_cid)
 
-    def _holders(self, session, cid: str, statuses: list | None = None) -> tuple[list[str], list[str]]:
-        """(live holders of `cid`, every live node's peer id). `statuses`: a per-round cache, filled when empty."""
-        from paris_node.swarm.membership import read_providers, read_statuses
+    def _statuses(self, session) -> list:
+        from paris_node.swarm.membership import read_statuses
+
+        return read_statuses(session.dht, self.node.manifest.run_id)
+
+    def _holders(self, session, cid: str, statuses: list) -> tuple[list[str], list[str]]:
+        """(live holders of `cid`, every live node's peer id), from the run's `statuses` read by the caller."""
+        from paris_node.swarm.membership import read_providers
         from paris_node.swarm.report import live_holders
 
         run = self.node.manifest.run_id
-        if statuses is None:
-            statuses = []
-        if not statuses:
-            statuses.extend(read_statuses(session.dht, run))
         live = [r.body.peer for r in statuses if r.body.role != "offline"]
         return live_holders(read_providers(session.dht, run, cid), statuses), live
 
-    def mirror(
-        self, session, job: str, standby: bool = True, own_job: bool = False, statuses: list | None = None
-    ) -> None:
+    def mirror(self, session, job: str, statuses: list, standby: bool = True, own_job: bool = False) -> None:
         from paris_node.swarm.membership import read_pointers
 
         m, store = self.node.manifest, self.node.store
@@ -160,7 +163,7 @@ class Mirror:
         from paris_node.swarm.membership import read_pointers
 
         m, store, me = self.node.manifest, self.node.store, session.identity.peer_id
-        out = {}
+        statuses, out = self._statuses(session), {}
         for job in keys.jobs_for(m.experts, router=m.experts > 1):
             pointers = read_pointers(session.dht, m.run_id, job)
             if not pointers:
@@ -168,7 +171,7 @@ class Mirror:
             latest = max(pointers, key=lambda p: (p.body.step, p.issued_ms)).body
             if missing_blocks(store, latest.manifest_cid):
                 continue  # we do not hold it
-            others = [p for p in self._holders(session, latest.manifest_cid)[0] if p != me]
+            others = [p for p in self._holders(session, latest.manifest_cid, statuses)[0] if p != me]
             if not others:
                 out[job] = (latest.step, latest.manifest_cid)
         # the data a job cannot start without: the run manifest, the shards, the seeds (a run's creator is often
@@ -176,7 +179,7 @@ class Mirror:
         for cid in [m.run_id, *(c for c in m.cids() if c != m.centroids.cid)]:
             if missing_blocks(store, cid):
                 continue
-            if not [p for p in self._holders(session, cid)[0] if p != me]:
+            if not [p for p in self._holders(session, cid, statuses)[0] if p != me]:
                 out[f"data {cid}"] = (0, cid)
         return out
 

@@ -75,12 +75,16 @@ class Announcer:
         unknown = set(fields) - {f for f in StatusPayload.__dataclass_fields__ if f not in ("peer", "version")}
         assert not unknown, f"unknown status fields {unknown}"
         with self._cond:
-            if all(k in self._status and self._status[k] == v for k, v in fields.items()):
-                return  # unchanged: the refresh timer re-publishes it in time (a standby polls every few s)
-            self._status.update(fields)
-            self._items["status"].due_ms = 0
-            self._items["status"].generation += 1
-            self._cond.notify()
+            self._update_status(fields)
+
+    def _update_status(self, fields: dict) -> None:
+        """With the lock held: apply `fields`, and publish soon only if something changed."""
+        if all(k in self._status and self._status[k] == v for k, v in fields.items()):
+            return  # unchanged: the refresh timer re-publishes it in time (a standby polls every few s)
+        self._status.update(fields)
+        self._items["status"].due_ms = 0
+        self._items["status"].generation += 1
+        self._cond.notify()
 
     def provide(self, cids: list[str], vouch: bool = False) -> None:
         """Announce that this node serves `cids` (one small record per CID, refreshed until stop).
@@ -90,11 +94,8 @@ class Announcer:
         """
         with self._cond:
             if vouch:
-                held = list(dict.fromkeys([*self._status.get("holds", []), *cids]))[-StatusPayload.MAX_HOLDS :]
-                if held != self._status.get("holds", []):
-                    self._status["holds"] = held
-                    self._items["status"].due_ms = 0
-                    self._items["status"].generation += 1
+                held = [*self._status.get("holds", []), *cids]
+                self._update_status({"holds": list(dict.fromkeys(held))[-StatusPayload.MAX_HOLDS :]})
             for cid in cids:
                 payload = ProviderPayload(peer=self.identity.peer_id, cids=[cid], addrs=self.addrs)
                 self._items[f"provider:{cid}"] = _Item(
@@ -108,10 +109,8 @@ class Announcer:
             for cid in cids:
                 self._items.pop(f"provider:{cid}", None)
             held = self._status.get("holds", [])
-            if any(cid in held for cid in cids):
-                self._status["holds"] = [c for c in held if c not in cids]
-                self._items["status"].due_ms = 0
-                self._items["status"].generation += 1
+            if any(c in held for c in cids):
+                self._update_status({"holds": [c for c in held if c not in cids]})
 
     def set_pointer(self, job: str, manifest_cid: str, step: int) -> None:
         """Point `job`'s checkpoint pointer (under our subkey) at `manifest_cid`; seq grows with every call."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paris_node.records import SignedRecord
 from paris_node.swarm.claims import DEFAULT_RULES, ClaimRules, Lease, credible, owners
-from paris_node.swarm.tenure import serving_of
+from paris_node.swarm.tenure import latest_by_signer, serving_of
 
 
 def live_holders(providers: list[SignedRecord], statuses: list[SignedRecord]) -> list[str]:
@@ -32,10 +32,7 @@ def swarm_report(
     # the same rules a node applies: leases of a flood that serves nothing do not name an owner
     leases = credible(leases, now_ms, serving=serving_of(statuses), rules=rules)
     won = owners(leases, now_ms, run=run, rules=rules)
-    latest: dict[str, SignedRecord] = {}
-    for rec in statuses:
-        if rec.signer not in latest or rec.issued_ms > latest[rec.signer].issued_ms:
-            latest[rec.signer] = rec
+    latest = latest_by_signer(statuses)
     rows = []
     for job in jobs:
         lease = won.get(job)

@@ -76,7 +76,7 @@ class LeaseHistory:
         """Remember what the current owners' latest statuses say they hold (`holds`); other nodes' are ignored,
         so a key generator's statuses cost nothing here and the memory is bounded by the number of jobs."""
         owners_now = self.current_owners(now_ms)
-        for who, rec in _latest(statuses).items():
+        for who, rec in latest_by_signer(statuses).items():
             if who in owners_now:
                 self._holds[who] = frozenset(getattr(rec.body, "holds", ()) or ())
         self._holds = {who: held for who, held in self._holds.items() if who in owners_now}
@@ -87,7 +87,8 @@ class LeaseHistory:
         return sorted(who for who, held in self._holds.items() if manifest_cid in held and who in owners_now)
 
 
-def _latest(statuses: Iterable[SignedRecord]) -> dict[str, SignedRecord]:
+def latest_by_signer(statuses: Iterable[SignedRecord]) -> dict[str, SignedRecord]:
+    """Each signer's most recently issued record."""
     latest: dict[str, SignedRecord] = {}
     for rec in statuses:
         if rec.signer not in latest or rec.issued_ms > latest[rec.signer].issued_ms:
@@ -99,5 +100,5 @@ def serving_of(statuses: list[SignedRecord]) -> dict[str, str | None]:
     """node id -> the job its latest status says it trains (None for standbys, readers, offline nodes)."""
     return {
         who: (rec.body.job if rec.body.role in ("expert", "router") else None)
-        for who, rec in _latest(statuses).items()
+        for who, rec in latest_by_signer(statuses).items()
     }

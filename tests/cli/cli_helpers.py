@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from procs import stop_group  # noqa: F401  (re-exported: the CLI tests import it from here)
 
 from paris_node.data.manifest import RunSpec, build_run
 from paris_node.home import Home
@@ -67,18 +68,3 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
             return value
         time.sleep(poll)  # polling with a deadline
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
-    """SIGTERM the process, then SIGKILL its whole group if anything is left."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    proc.wait(10)

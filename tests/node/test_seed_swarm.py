@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from procs import stop_group
 from safetensors.torch import load_file
 from tiny_pixart import save_tiny_pixart, tensors
 
@@ -52,20 +52,6 @@ def wait_for(log: Path, pattern: str, timeout: float) -> re.Match:
     raise AssertionError(f"timed out waiting for {pattern!r} in {log}:\n{log.read_text()[-3000:]}")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    proc.wait(10)
-
-
 def test_a_joining_node_starts_its_expert_from_the_seed_it_fetched(tmp_path):
     nets = release(tmp_path / "release", 2)
     creator, joiner = tmp_path / "creator", tmp_path / "joiner"
@@ -89,7 +75,7 @@ def test_a_joining_node_starts_its_expert_from_the_seed_it_fetched(tmp_path):
     finally:
         for proc in (b, a):
             if proc is not None:
-                stop(proc)
+                stop_group(proc, grace=60)
     store = Blockstore(Home(joiner).blocks_dir)
     assert not missing_blocks(store, seed)  # fetched by CID, verified block by block, from the creator
     start = load_file(str(joiner / "work" / run_id / "expert-1" / "seed" / "model.safetensors"))
