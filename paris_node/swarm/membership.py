@@ -116,10 +116,10 @@ def lagging_jobs(leases: list[Lease], serving: dict[str, str | None], now_ms: in
     """Jobs whose read shows no live lease although a holder's status (same read) says it serves the job.
 
     The read then most likely reached only lagging replicas of that lease key: hivemind reads all keys in one
-    traversal, and next to a flooded key (1,000 sybil leases) replies are slow and time out, leaving an
-    expired copy of an owner's lease that it renewed meanwhile. Such a job is re-read on its own (a small,
-    fast traversal) before anyone calls it free. After a crash this costs one extra read per poll until the
-    crashed owner's status expires (60 s)."""
+    traversal, and next to a flooded key (1,000 sybil leases) replies are slow and may time out, which can
+    leave an expired copy of an owner's lease that it renewed meanwhile (a defence; not yet seen to trigger).
+    Such a job is re-read on its own (a small, fast traversal) before anyone calls it free. After a crash this
+    costs one extra read per poll until the crashed owner's status expires (60 s)."""
     rules = ClaimRules(skew_ms=skew_ms)
     live = {x.job for x in leases if is_live(x, now_ms, rules)}
     lagging = {x.job for x in leases if x.state != RELEASED and serving.get(x.holder) == x.job}
