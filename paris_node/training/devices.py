@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this process created the process group, so it also destroys it
 
     @property
     def main(self) -> bool:
@@ -30,15 +32,30 @@ def setup_device(device: str) -> Dist:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if world > 1:
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        if not dist.is_initialized():
+        owns = not dist.is_initialized()
+        if owns:
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
             device = f"cuda:{local}"
             torch.cuda.set_device(local)
-        return Dist(rank, world, torch.device(device))
+        return Dist(rank, world, torch.device(device), owns)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
     return Dist(0, 1, torch.device(device))
+
+
+def leave_group(d: Dist, finished: bool) -> None:
+    """End this process's part in the group it created: after a finished loop every rank first waits for the others
+    (rank 0 may still be writing the last checkpoint), then the group is destroyed here rather than at interpreter
+    exit, where gloo's worker threads can abort the process ("terminate called without an active exception").
+    Callers drop their DistributedDataParallel wrappers first: a wrapper freed after its group is gone can hang.
+    """
+    if d.world == 1 or not d.owns_group or not dist.is_initialized():
+        return
+    if finished:
+        dist.barrier()
+    gc.collect()  # wrappers still referenced only from cycles (autograd graphs) go now, while the group exists
+    dist.destroy_process_group()
 
 
 def any_rank_stopping(stop: threading.Event | None, d: Dist) -> bool:

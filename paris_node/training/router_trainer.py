@@ -22,7 +22,7 @@ from paris_node.models.flow import T_SCALE, interpolate
 from paris_node.models.vae import LatentCodec
 from paris_node.sampling.caption_prior import CaptionPrior
 from paris_node.training.data_order import batch_stream, step_generators
-from paris_node.training.devices import any_rank_stopping, setup_device
+from paris_node.training.devices import any_rank_stopping, leave_group, setup_device
 from paris_node.training.losses import sample_t
 from paris_node.training.progress import Meter, progress_bar
 from paris_node.training.publisher import BackgroundPublisher, Publish
@@ -104,6 +104,7 @@ def train_router(
     if prior is not None:  # the router reads every cluster: it alone can count their captions
         config["caption_prior"] = prior.to_dict()
     bar = progress_bar(cfg.steps, state.step, cfg.progress and d.main)
+    finished = False
     try:
         while state.step < cfg.steps:
             for micro in range(cfg.grad_accum):
@@ -142,7 +143,10 @@ def train_router(
             if stopping:
                 log.info("stop requested: router stopped after step %d", state.step)
                 break
+        finished = True
     finally:
+        state.train_model = state.model  # the DDP wrapper goes before its process group: its reducer uses it
+        leave_group(d, finished)
         bar.close()
         publisher.close(cfg.publish_timeout)
     return RouterResult(state.step, last_ckpt, history, list(publisher.published))

@@ -22,7 +22,7 @@ from paris_node.models.factory import build_expert
 from paris_node.models.text import TextEncoder
 from paris_node.models.vae import LatentCodec
 from paris_node.training.data_order import batch_stream, step_generators
-from paris_node.training.devices import any_rank_stopping, setup_device
+from paris_node.training.devices import any_rank_stopping, leave_group, setup_device
 from paris_node.training.losses import OBJECTIVES, T_SAMPLING, objective_of, sample_t, training_losses
 from paris_node.training.progress import Meter, progress_bar
 from paris_node.training.publisher import BackgroundPublisher, Publish
@@ -146,6 +146,7 @@ def train(
     meter, history, last_ckpt = Meter(), [], None
     config = {"kind": "expert", "model": model_cfg.to_dict(), "train": cfg.to_dict()}
     bar = progress_bar(cfg.steps, state.step, cfg.progress and d.main)
+    finished = False
     try:
         while state.step < cfg.steps:
             for micro in range(cfg.grad_accum):
@@ -182,7 +183,10 @@ def train(
             if stopping:
                 log.info("stop requested: stopped after step %d", state.step)
                 break
+        finished = True
     finally:
+        state.train_model = state.model  # the DDP wrapper goes before its process group: its reducer uses it
+        leave_group(d, finished)
         bar.close()
         publisher.close(cfg.publish_timeout)
     return TrainResult(state.step, last_ckpt, history, list(publisher.published))

@@ -7,7 +7,8 @@ import pytest
 from safetensors.torch import load_file
 
 SCRIPT = """
-import sys, torch
+import faulthandler, sys, torch
+faulthandler.dump_traceback_later(200, exit=True)  # a hung rank prints where it hangs instead of timing out mute
 sys.path.insert(0, {tests!r})
 from conftest import Squares
 from paris_node.models.presets import expert_preset
