@@ -16,63 +16,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "node"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # the tests' process harness
 from malicious_peer import MaliciousPeer  # noqa: E402
+from node_proc import CLI, ENV, MADDR, REPO, ProcGroup, cli_node  # noqa: E402
 
 from paris_node.data.manifest import RunSpec, build_run
 from paris_node.home import Home
 from paris_node.identity import load_or_create
 from paris_node.swarm import keys
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 NODE_ARGS = ["--lease-ttl", "20", "--settle", "1.5", "--no-progress", "--threads", "1", "--publish-every", "20"]
 BUDGET = 60
-
-
-class Node:
-    def __init__(self, name: str, home: Path, *args: str):
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [*CLI, "--home", str(home), "start", *args],
-            cwd=REPO,
-            env=ENV,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        threading.Thread(target=lambda: [self.lines.append(x) for x in self.proc.stdout], daemon=True).start()
-
-    def wait(self, pattern: str, timeout: float) -> re.Match:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for line in list(self.lines):
-                m = re.search(pattern, line)
-                if m:
-                    return m
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise RuntimeError(f"no line matching {pattern!r}; tail: {self.lines[-10:]}")
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
 
 
 def fetch_all(root: Path, run: str, maddr: str, tag: str) -> tuple[float, dict]:
@@ -105,9 +67,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--counts", type=int, nargs="+", default=[0, 30, 300])
     a = p.parse_args()
-    nodes: list[Node] = []
     attacker = None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ProcGroup() as group:
         root = Path(tmp)
         try:
             spec = RunSpec(
@@ -117,11 +78,11 @@ def main() -> None:
             )  # fmt: skip
             home = Home(root / "a").ensure()
             run, _ = build_run(spec, home, load_or_create(home.identity_path))
-            nodes.append(Node("a", root / "a", "--run", run, *NODE_ARGS))
-            maddr = nodes[0].wait(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 120)[1]
-            nodes += [Node(n, root / n, "--run", run, "--join", maddr, *NODE_ARGS) for n in ("b", "c")]
+            nodes = [cli_node(group, "a", root / "a", "start", "--run", run, *NODE_ARGS)]
+            maddr = nodes[0].wait_line(MADDR, 120)[1]
+            nodes += [cli_node(group, n, root / n, "start", "--run", run, "--join", maddr, *NODE_ARGS) for n in "bc"]
             for n in nodes:
-                n.wait(r"reached step \d+", 600)  # trained to the budget: the swarm is quiet from here on
+                n.wait_line(r"reached step \d+", 600)  # trained to the budget: the swarm is quiet from here on
             attacker = MaliciousPeer(root, run, [maddr])
             jobs = keys.jobs_for(2)
             print(f"swarm ready: run {run[:16]}..., budget {BUDGET} steps, load {os.getloadavg()[0]:.2f}", flush=True)
@@ -150,8 +111,6 @@ def main() -> None:
         finally:
             if attacker is not None:
                 attacker.close()
-            for n in nodes:
-                n.kill()
 
 
 if __name__ == "__main__":

@@ -29,14 +29,14 @@ def verify_command(state: CliState, repair: bool, join: tuple[str, ...], timeout
         from paris_node.content.exchange import ExchangeService
         from paris_node.identity import signer_peer
         from paris_node.node.session import reader_dht
-        from paris_node.swarm.membership import read_providers
+        from paris_node.swarm.membership import peers_providing
 
         with reader_dht(list(join), timeout) as dht, ExchangeService(dht, store, serve=False) as exchange:
 
             def providers(inst) -> list[str]:
                 run = _run_of(home, inst)
-                found = [r.body.peer for r in read_providers(dht, run, inst.manifest_cid)] if run else []
-                return list(dict.fromkeys([signer_peer(inst.signer), *found]))
+                signer = [signer_peer(inst.signer)]  # the publisher held it; others announced it
+                return peers_providing(dht, run, inst.manifest_cid, also=signer) if run else signer
 
             findings = verify_all(
                 home,

@@ -108,9 +108,9 @@ def _fetch(home, target, targets, fetch_all, timeout, progress) -> tuple[str, li
     from paris_node.content.blockstore import Blockstore
     from paris_node.content.exchange import ExchangeService
     from paris_node.node.fetcher import CheckpointFetcher
-    from paris_node.node.session import learn_run, obtain_run, reader_dht
+    from paris_node.node.session import creator_peers, learn_run, obtain_run, reader_dht
     from paris_node.node.verify import Candidate
-    from paris_node.swarm.membership import read_history, read_pointers, read_providers
+    from paris_node.swarm.membership import peers_providing, read_history, read_pointers
 
     store = Blockstore(home.blocks_dir)
     with reader_dht(target.join, timeout) as dht, ExchangeService(dht, store, serve=False) as exchange:
@@ -130,7 +130,7 @@ def _fetch(home, target, targets, fetch_all, timeout, progress) -> tuple[str, li
             bar.set_postfix_str(f"{human_bytes(got['bytes'])} at {human_bytes(rate)}/s")
 
         def providers(cid: str) -> list[str]:
-            return [r.body.peer for r in read_providers(dht, manifest.run_id, cid)]
+            return peers_providing(dht, manifest.run_id, cid, also=creator_peers(manifest))
 
         fetcher = CheckpointFetcher(home, store, manifest, fetch=fetch_cid, providers=providers)
         # who holds which lease now, and what those owners vouch for: the eligibility evidence (node/selection.py)

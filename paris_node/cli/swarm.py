@@ -309,7 +309,12 @@ def read_report(home, target, experts: int | None, timeout: float = 30.0) -> dic
         jobs = keys.jobs_for(experts, router=experts > 1)
         leases = read_leases(dht, run, jobs)
         statuses = read_statuses(dht, run)
+        # leases are judged live as of when they were read: the reads below take seconds when the run's keys are
+        # flooded, long enough to make a live lease (renewed every few seconds) look expired
+        now = dht_now_ms()
         pointers = {job: read_pointers(dht, run, job) for job in jobs}
-        cids = {p.body.manifest_cid for ps in pointers.values() for p in ps}
-        providers = {cid: read_providers(dht, run, cid) for cid in cids}  # who holds each checkpoint
-    return swarm_report(run, jobs, leases, statuses, pointers, dht_now_ms(), providers=providers)
+        report = swarm_report(run, jobs, leases, statuses, pointers, now)
+        # who holds each shown checkpoint: one lookup per row, not one per pointer (spam pointers are many)
+        shown = {row["checkpoint"] for row in report["jobs"] if row["checkpoint"]}
+        providers = {cid: read_providers(dht, run, cid) for cid in shown}
+    return swarm_report(run, jobs, leases, statuses, pointers, now, providers=providers)

@@ -22,7 +22,6 @@ from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
 from paris_node.errors import ParisError
 from paris_node.home import Home
-from paris_node.identity import signer_peer
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec, codec_spec
 from paris_node.node import cache
@@ -76,16 +75,10 @@ class JobRunner:
 
     # ------------------------------------------------------------------ helpers the steps use
     def providers(self, session, cid: str) -> list[str]:
-        from paris_node.swarm.membership import read_providers
+        from paris_node.node.session import creator_peers
+        from paris_node.swarm.membership import peers_providing
 
-        # the run's creator held every shard when it signed the run: a fallback if the DHT read is partial
-        creator = [] if self.manifest.is_demo else [signer_peer(self.manifest.signer)]
-        try:
-            found = [r.body.peer for r in read_providers(session.dht, self.manifest.run_id, cid)]
-        except Exception as e:  # the DHT not answering is not fatal: the caller retries
-            log.debug("provider lookup for %s failed: %s", cid, e)
-            found = []
-        return list(dict.fromkeys([*found, *creator]))
+        return peers_providing(session.dht, self.manifest.run_id, cid, also=creator_peers(self.manifest))
 
     def fetcher(self, session) -> CheckpointFetcher:
         """Verify-and-install for this run over the node's exchange (takeover and standby mirroring share it)."""

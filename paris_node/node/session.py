@@ -20,7 +20,7 @@ from paris_node.content.blockstore import Blockstore
 from paris_node.data.manifest import DEMO_RUN, RunManifest, build_run, load_run
 from paris_node.errors import UsageError
 from paris_node.home import Home
-from paris_node.identity import Identity
+from paris_node.identity import Identity, signer_peer
 from paris_node.node.homestate import node_running, read_swarm
 
 log = logging.getLogger(__name__)
@@ -157,14 +157,11 @@ def obtain_run(home: Home, run: str, dht=None, exchange=None, timeout_s: float =
             raise UsageError(f"run {run} is not held locally and no swarm is joined to fetch it ({e})") from None
     import time
 
-    from paris_node.swarm.membership import SwarmUnavailable, read_providers
+    from paris_node.swarm.membership import peers_providing
 
     deadline, wait, providers = time.monotonic() + timeout_s, 1.0, []
     while True:  # a node that just started may not have announced its run yet
-        try:
-            providers = [r.body.peer for r in read_providers(dht, run, run)]
-        except SwarmUnavailable:
-            providers = []
+        providers = peers_providing(dht, run, run)
         if providers or time.monotonic() + wait > deadline:
             break
         log.info("no node announces run %s yet; looking again in %.0f s", run, wait)
@@ -177,3 +174,9 @@ def obtain_run(home: Home, run: str, dht=None, exchange=None, timeout_s: float =
     Blockstore(home.blocks_dir).pin(run)
     exchange.fetch(run, providers, deadline_s=timeout_s)  # verified block by block against the run id
     return load_run(home, run)
+
+
+def creator_peers(manifest: RunManifest) -> list[str]:
+    """The run's creator held every shard when it signed the run: the peer to ask when no provider record is found
+    (a demo run is everyone's and has no creator to ask)."""
+    return [] if manifest.is_demo else [signer_peer(manifest.signer)]

@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterable
 
 import hivemind
 
@@ -113,15 +114,16 @@ def _lease(entry) -> Lease:
 
 
 def lagging_jobs(leases: list[Lease], serving: dict[str, str | None], now_ms: int, skew_ms: int) -> list[str]:
-    """Jobs whose read shows no live lease although a holder's status (same read) says it serves the job.
+    """Jobs whose read shows no fresh lease although a holder's status (same read) says it serves the job.
 
-    The read then most likely reached only lagging replicas of that lease key: hivemind reads all keys in one
-    traversal, and next to a flooded key (1,000 sybil leases) replies are slow and may time out, which can
-    leave an expired copy of an owner's lease that it renewed meanwhile (a defence; not yet seen to trigger).
-    Such a job is re-read on its own (a small, fast traversal) before anyone calls it free. After a crash this
-    costs one extra read per poll until the crashed owner's status expires (60 s)."""
+    Fresh: at least half its TTL left. An owner renews at TTL/3, so a copy with less left missed a renewal: the
+    read most likely reached only lagging replicas of that lease key (hivemind reads all keys in one traversal,
+    and next to a flooded key, 1,000 sybil leases, replies are slow and may time out). Seen under the attack test:
+    the router's copy was 22.6 s old at TTL 20 s + 3 s skew, live when read and expired by the time a reader
+    used it. Such a job is re-read on its own (a small, fast traversal) before anyone calls it free or nearly so.
+    After a crash this costs one extra read per poll until the crashed owner's status expires (60 s)."""
     rules = ClaimRules(skew_ms=skew_ms)
-    live = {x.job for x in leases if is_live(x, now_ms, rules)}
+    live = {x.job for x in leases if is_live(x, now_ms + x.ttl_ms // 2, rules)}
     lagging = {x.job for x in leases if x.state != RELEASED and serving.get(x.holder) == x.job}
     return sorted(lagging - live)
 
@@ -159,6 +161,19 @@ def read_pointers(dht: hivemind.DHT, run: str, job: str, skew_ms: int = DEFAULT_
 def read_providers(dht: hivemind.DHT, run: str, cid: str, skew_ms: int = DEFAULT_RULES.skew_ms) -> list[SignedRecord]:
     key = keys.provider_key(run, cid)
     return [e.record for e in _read(dht, {key: "provider"}, run, skew_ms)[key]]
+
+
+def peers_providing(dht: hivemind.DHT, run: str, cid: str, also: Iterable[str] = ()) -> list[str]:
+    """Who to ask for `cid`: the peers announcing it, then `also` (peers known to have held it: the run's creator,
+    a checkpoint's signer), each once, in that order. The one provider lookup of every fetch path (takeover,
+    mirror, fetch, repair, the run manifest); a DHT that does not answer gives just `also` (callers retry).
+    """
+    try:
+        found = [r.body.peer for r in read_providers(dht, run, cid)]
+    except SwarmUnavailable as e:
+        logger.debug("provider lookup for %s failed: %s", cid, e)
+        found = []
+    return list(dict.fromkeys([*found, *also]))
 
 
 # ------------------------------------------------------------------------------------------- claims

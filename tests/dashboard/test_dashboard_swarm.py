@@ -9,81 +9,24 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from browser import chromium, csp_violations, image_loaded, screenshot
+from node_proc import CLI, MADDR, REPO, NodeProc, ProcGroup, cli_node
+from node_proc import ENV as NODE_ENV
 
 from paris_node.data.manifest import RunSpec, build_run
 from paris_node.home import Home
 from paris_node.identity import load_or_create
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(480)]
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DISPLAY="")
+ENV = dict(NODE_ENV, DISPLAY="")
 COMMON = ["--lease-ttl", "20", "--settle", "1.5", "--no-progress", "--threads", "1", "--publish-every", "10"]
-MADDR = r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)"
 JOBS = ["expert/0", "expert/1", "router"]
-
-
-class Proc:
-    """A CLI process whose merged output is read line by line (and kept in NAME.log beside its home)."""
-
-    def __init__(self, name: str, home: Path, *args: str):
-        self.name, self.log = name, home.parent / f"{name}.log"
-        self.proc = subprocess.Popen(
-            [*CLI, "--home", str(home), *args],
-            cwd=REPO,
-            env=ENV,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        with open(self.log, "w") as f:
-            for line in self.proc.stdout:
-                f.write(line)
-                f.flush()
-                self.lines.put(line)
-
-    def wait_line(self, pattern: str, timeout: float) -> re.Match:
-        end = time.monotonic() + timeout
-        for line in self.seen:
-            if m := re.search(pattern, line):
-                return m
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    break
-                continue
-            self.seen.append(line)
-            if m := re.search(pattern, line):
-                return m
-        raise AssertionError(f"{self.name}: no line matching {pattern!r} in {timeout}s; tail: {self.seen[-15:]}")
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
 
 
 def _api(url: str) -> dict:
@@ -100,7 +43,7 @@ def _ready(view: dict) -> bool:
     return all(j["sample"] and len(j["history"]) >= 2 for j in experts) and view["partition"] is not None
 
 
-def _wait_ready(url: str, procs: list[Proc], timeout: float) -> dict:
+def _wait_ready(url: str, procs: list[NodeProc], timeout: float) -> dict:
     end, view = time.monotonic() + timeout, {}
     while time.monotonic() < end:
         assert all(p.proc.poll() is None for p in procs), [p.name for p in procs if p.proc.poll() is not None]
@@ -133,24 +76,23 @@ def swarm(tmp_path_factory):
     )
     home = Home(root / "a").ensure()
     run, _ = build_run(spec, home, load_or_create(home.identity_path))
-    procs: dict[str, Proc] = {}
-    try:
-        a = procs["a"] = Proc("a", root / "a", "start", "--run", run, "--dashboard", "127.0.0.1:0", *COMMON)
+    procs: dict[str, NodeProc] = {}
+    with ProcGroup() as group:
+        a = procs["a"] = cli_node(
+            group, "a", root / "a", "start", "--run", run, "--dashboard", "127.0.0.1:0", *COMMON, env=ENV
+        )
         maddr = a.wait_line(MADDR, 90)[1]
         for name in ("b", "c"):
-            procs[name] = Proc(name, root / name, "start", "--run", run, "--join", maddr, *COMMON)
+            procs[name] = cli_node(group, name, root / name, "start", "--run", run, "--join", maddr, *COMMON, env=ENV)
         owners = sorted(procs[n].wait_line(r"owner of (\S+)", 120)[1] for n in ("a", "b", "c"))
         assert owners == JOBS
-        reader = procs["reader"] = Proc(
-            "reader", root / "reader", "dashboard", "--run", run, "--join", maddr, "--listen", "127.0.0.1:0",
-            "--every", "2",
+        reader = procs["reader"] = cli_node(
+            group, "reader", root / "reader", "dashboard", "--run", run, "--join", maddr, "--listen", "127.0.0.1:0",
+            "--every", "2", env=ENV,
         )  # fmt: skip
         url = reader.wait_line(r"dashboard of run \S+ at (http://127\.0\.0\.1:\d+/)", 90)[1]
         own_url = a.wait_line(r"dashboard at (http://127\.0\.0\.1:\d+/)", 30)[1]
         yield {"root": root, "run": run, "url": url, "own_url": own_url, "procs": procs}
-    finally:
-        for p in procs.values():
-            p.kill()
 
 
 def test_the_page_shows_every_job_a_loss_plot_and_samples_in_a_real_browser(swarm):

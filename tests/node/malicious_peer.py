@@ -2,22 +2,34 @@
 
 It writes only what any peer may write (records signed by keys it generates, values in its own DHT storage)
 and performs the attacks of issue 16: a takeover pointer at a huge step for a job it never held, pointer spam
-from sybil keys, a flood of valid sybil leases, and malformed DHT values served to every find.
+from sybil keys, a flood of valid sybil leases, malformed DHT values served to every find, and (as a lease owner)
+a checkpoint of all-zero weights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import shutil
 from pathlib import Path
 
+import torch
 from hivemind.dht.routing import DHTID
 from hivemind.dht.storage import DictionaryDHTValue
+from safetensors.torch import load_file, save_file
 
+from paris_node.content.blockstore import Blockstore
+from paris_node.content.exchange import ExchangeService
+from paris_node.home import Home
 from paris_node.identity import Identity, load_or_create
+from paris_node.node import cache
+from paris_node.node.publish import store_checkpoint
+from paris_node.node.session import held_run
 from paris_node.records import LeasePayload, PointerPayload, sign_record
 from paris_node.swarm import keys
-from paris_node.swarm.dht import dht_now_ms, start_dht, stop_dht, store
+from paris_node.swarm.announcer import POINTER_TTL_S, Announcer
+from paris_node.swarm.dht import dht_now_ms, start_dht, stop_dht, store, visible_maddrs
+from paris_node.training.run_dir import latest_checkpoint
 
 
 def garbage_cid(seed: str, i: int) -> str:
@@ -112,3 +124,63 @@ class MaliciousPeer:
         targets = [keys.status_key(self.run), *(keys.lease_key(self.run, j) for j in jobs)]
         targets += [keys.pointer_key(self.run, j) for j in jobs]
         return self.dht.run_coroutine(_Poison(targets))
+
+
+class ZeroCheckpointOwner:
+    """The frozen-job attack of issue 16, as the lease owner itself: a node that held `job` legitimately publishes a
+    checkpoint whose weights are all zero (its val-loss ratio is the zero predictor's 1.0), then goes away.
+
+    `prepare` runs while the owner still holds the lease: it copies the owner's latest checkpoint folder, zeroes the
+    weights, stores it in its own blockstore and signs the manifest and a pointer with the owner's key (a signer
+    chooses its records' issue time, so the pointer is issued inside the lease). `serve`, after the owner's process
+    is gone (one peer ID, one process), joins the swarm under the owner's key, serves the blocks, announces them and
+    stores the pointer over the owner's last one.
+    """
+
+    def __init__(self, root: Path, owner_home: Home, run: str, job: str):
+        self.root, self.owner_home, self.run, self.job = root, owner_home, run, job
+        self.identity = load_or_create(owner_home.identity_path)
+        self.store = Blockstore(root / "zero-owner-blocks")
+        self.dht = self.exchange = self.announcer = None
+        self.manifest_cid, self.step = "", 0
+        self._files: list[str] = []
+        self._pointer = None
+
+    def prepare(self, parent: str, ahead: int = 5) -> str:
+        """Sign the zero checkpoint `ahead` steps past the owner's newest checkpoint on disk (so newer than any it
+        published), with `parent` as its parent; its manifest CID (`self.step` is its step)."""
+        src = latest_checkpoint(self.owner_home.work_dir / self.run / cache.job_dirname(self.job))
+        assert src is not None, f"the owner has no checkpoint of {self.job} to copy"
+        step = int(src.resolve().name.removeprefix("step-")) + ahead
+        ckpt = self.root / "zero-checkpoint"
+        shutil.copytree(src, ckpt)
+        weights = load_file(str(ckpt / "model.safetensors"))
+        save_file({k: torch.zeros_like(v) for k, v in weights.items()}, str(ckpt / "model.safetensors"))
+        manifest = held_run(self.owner_home, self.run)
+        self.manifest_cid, _, self._files = store_checkpoint(
+            self.store, self.identity, self.run, self.job, ckpt, step, {}, parent, manifest.cid_profile
+        )
+        self.step = step
+        body = PointerPayload(job=self.job, manifest_cid=self.manifest_cid, step=step, seq=1_000)
+        self._pointer = sign_record(self.identity, body, self.run, dht_now_ms())
+        return self.manifest_cid
+
+    def serve(self, join: list[str]) -> None:
+        self.dht = start_dht(self.owner_home.identity_path, initial_peers=join)
+        self.exchange = ExchangeService(self.dht, self.store).start()
+        self.announcer = Announcer(self.dht, self.identity, self.run, addrs=visible_maddrs(self.dht))
+        self.announcer.set_status(role="expert", job=self.job, step=self.step)
+        self.announcer.start()
+        self.announcer.provide([self.manifest_cid, *self._files])
+        # the longest life its record allows: the owner's own pointer under this subkey expires earlier, so it loses
+        expiration = self._pointer.issued_ms / 1000 + POINTER_TTL_S
+        key = keys.pointer_key(self.run, self.job)
+        assert store(self.dht, key, self.identity.node_id, self._pointer.to_bytes(), expiration), "pointer refused"
+
+    def close(self) -> None:
+        if self.announcer is not None:
+            self.announcer.stop()
+        if self.exchange is not None:
+            self.exchange.stop()
+        if self.dht is not None:
+            stop_dht(self.dht)

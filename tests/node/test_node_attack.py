@@ -1,13 +1,15 @@
 """A malicious peer joined to a live swarm of real node processes (issue 16), one swarm for the whole module.
 
 Real `paris-node start` processes on 127.0.0.1 (p2pd, DHT, block exchange, training on the tiny preset): owners
-of expert/0, expert/1 and the router plus a standby. The attacker (tests/node/malicious_peer.py, its own DHT
+of expert/0, expert/1 and the router plus two standbys. The attacker (tests/node/malicious_peer.py, its own DHT
 identity) then, all at once: publishes a pointer for a job it never held at step 1,000,400; spams 30 garbage
 pointers per job from sybil keys; floods expert/0 with 1,000 valid sybil leases; and serves malformed DHT
 values for every lease, pointer and status key. Honest nodes must keep training, `status` and `fetch --all`
 must keep working and pick the honest checkpoints without downloading the spam, and after a `kill -9` of
 expert/0's owner the standby must take the job over within TTL + settle (plus polling slack), from an honest
-checkpoint, and keep training it.
+checkpoint, and keep training it. Last, the owner of expert/1 turns attacker (the frozen-job attack): it publishes
+all-zero weights inside its lease and goes away; the checkpoint must be refused by its score and the job taken over
+from an honest checkpoint and trained on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import time
 
 import pytest
-from malicious_peer import MaliciousPeer
+from malicious_peer import MaliciousPeer, ZeroCheckpointOwner
 from test_node_swarm import COMMON, TTL, Node, cli
 
 from paris_node.data.manifest import RunSpec, build_run
@@ -28,6 +30,7 @@ from paris_node.swarm import keys
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(480)]
 BUDGET = 100_000
 SETTLE = 1.5
+MIRRORED = re.compile(r"mirrored expert/1 step (\d+) ")
 TAKEOVER_S = TTL + SETTLE + 5 + 2 + 3 + 25  # TTL + settle + poll + jitter + skew, plus slack for 2 loaded cores
 
 
@@ -43,14 +46,16 @@ def attacked(tmp_path_factory):
     nodes: dict[str, Node] = {}
     mallory = None
     try:
-        nodes["a"] = Node("a", root / "a", "--run", run, *COMMON)
+        # a (the run's creator, every shard, the address everyone joins) trains the router: the tests kill experts
+        nodes["a"] = Node("a", root / "a", "--run", run, "--claim", "router", *COMMON)
         maddr = nodes["a"].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
         for name in ("b", "c"):
             nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
         owners = {nodes[n].wait_line(r"owner of (\S+)", 120)[1]: n for n in ("a", "b", "c")}
         assert sorted(owners) == ["expert/0", "expert/1", "router"]
-        nodes["d"] = Node("d", root / "d", "--run", run, "--join", maddr, *COMMON)
-        nodes["d"].wait_line(r"standby", 90)
+        for name in ("d", "e"):  # two standbys: each kill test needs one
+            nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
+            nodes[name].wait_line(r"standby", 90)
         ids = {n: nodes[n].wait_line(r"^node (z6Mk\w+)", 30)[1] for n in nodes}
         for job, name in owners.items():  # an honest checkpoint of every job exists before the attack
             nodes[name].wait_line(rf"published {job} step ([4-9]\d|\d{{3,}}):", 150)
@@ -70,12 +75,11 @@ def attacked(tmp_path_factory):
 
 
 @pytest.mark.xfail(
-    reason="issue 16, not proven fixed: under the sybil flood + poisoned values a fresh reader's `status` named no "
-    "owner for the router in 1 of 8 reads (the lease was read and its holder's status named the job, so its 9 s "
-    "read, next to the flooded key, must have held an expired copy of the renewed lease; 2026-12-01). "
-    "membership.lagging_jobs now re-reads such a key on its own; 12 of 12 reads were right afterwards, but the "
-    "re-read was never seen triggered and the test xfailed again in a full run, so the cause is not confirmed "
-    "(outputs are kept under the module's tmp folder: status.out/.err, fetch.out)",
+    reason="issue 16, intermittent: under the flood a fresh reader's `status` named no owner for the router in 2 of "
+    "6 module runs on 2026-12-01 (the lease copy it read was 22.6 s old at TTL 20 s + 3 s skew: a replica that "
+    "missed renewals). Fixed since: the report's clock is taken at the lease read, and a copy that missed a "
+    "renewal is re-read on its own (membership.lagging_jobs); not yet proven by enough runs, so not strict "
+    "(outputs kept under the module's tmp folder: status.out/.err, fetch.out)",
     strict=False,
 )
 def test_status_and_fetch_keep_working_and_pick_the_honest_checkpoints(attacked):
@@ -84,7 +88,7 @@ def test_status_and_fetch_keep_working_and_pick_the_honest_checkpoints(attacked)
         s["root"] / "reader", "--log-level", "debug", "status", "--run", s["run"], "--experts", "2",
         "--join", s["maddr"], "--json",
     )  # fmt: skip
-    (s["root"] / "status.out").write_text(report.stdout)  # kept for diagnosis when this known failure recurs
+    (s["root"] / "status.out").write_text(report.stdout)  # kept for diagnosis if it fails
     (s["root"] / "status.err").write_text(report.stderr)
     assert report.returncode == 0, report.stderr[-2000:]
     rows = {r["job"]: r for r in json.loads(report.stdout)["jobs"]}
@@ -137,3 +141,60 @@ def test_standby_takes_over_a_crashed_owner_under_the_attack(attacked):
         int(m[1]) for line in successor.seen if (m := re.search(r"expert/0: taking over from step (\d+)", line))
     ]
     assert all(r < first for r in resumed)  # resumed (if at all) from an honest checkpoint, then trained on
+
+
+def mirrored_steps(nodes) -> list[int]:
+    for n in nodes:
+        n.published()  # reads the lines that arrived
+    return [int(m[1]) for n in nodes for line in n.seen if (m := MIRRORED.search(line))]
+
+
+def test_a_lease_owner_cannot_freeze_its_job_with_an_all_zero_checkpoint(attacked):
+    s = attacked
+    job, nodes = "expert/1", s["nodes"]
+    victim = nodes[s["owners"][job]]
+    survivors = [n for n in nodes.values() if n is not victim and n.proc.poll() is None]
+    # a standby holds an honest copy first (standbys mirror every job's latest checkpoint)
+    deadline = time.monotonic() + 120
+    while not mirrored_steps(survivors) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert mirrored_steps(survivors), "no standby mirrored expert/1"
+    marks = {n.name: len(n.seen) for n in survivors}
+    victim.kill()  # the owner goes quiet: its lease stays valid until it expires (TTL)
+    published = [(step, cid) for j, step, cid in victim.published() if j == job]
+    attacker = ZeroCheckpointOwner(s["root"], Home(s["root"] / victim.name), s["run"], job)
+    # newer than anything the owner wrote, within the budget and the rate bound: only its score can refuse it
+    zero_cid = attacker.prepare(parent=max(published)[1])  # signed inside the lease
+    zero_step = attacker.step
+    try:
+        attacker.serve([s["maddr"]])
+        successor = None
+        deadline = time.monotonic() + TAKEOVER_S + 60
+        while successor is None and time.monotonic() < deadline:
+            for n in survivors:
+                n.published()
+                if any(re.search(r"owner of expert/1", line) for line in n.seen[marks[n.name] :]):
+                    successor = n
+            time.sleep(0.2)
+        assert successor is not None, "nobody took over expert/1"
+        first = int(successor.wait_line(r"published expert/1 step (\d+):", 180)[1])
+        log = successor.seen[marks[successor.name] :]
+        # the successor refused the zero checkpoint: by its score, or (when its mirror had scored it first) because
+        # the signer is penalised for it; it resumed from an honest one
+        refused = [line for line in log if f"not resuming from step {zero_step}" in line]
+        assert refused and ("zero predictor" in refused[0] or "penalised" in refused[0]), log[-30:]
+        resumed = [int(m[1]) for line in log if (m := re.search(r"expert/1: taking over from step (\d+)", line))]
+        assert resumed and resumed[0] < zero_step and resumed[0] % 10 == 0, log[-30:]  # an honest publication
+        assert resumed[0] < first < BUDGET  # and keeps training the job
+
+        got = cli(s["root"] / "reader", "fetch", "--all", "--run", s["run"], "--join", s["maddr"], "--json")
+        assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-3000:]
+        verdicts = [v for v in json.loads(got.stdout)["checkpoints"] if v["job"] == job]
+        ok = [v for v in verdicts if v["verdict"] == "ok"]
+        assert ok and ok[0]["cid"] != zero_cid, verdicts
+        # refused by its score, or before any download when this fresh reader no longer finds the departed
+        # owner's lease in the DHT (its record lapsed: then the signer is not eligible for the job)
+        zero = [v for v in verdicts if v["cid"] == zero_cid]
+        assert all(v["code"] in ("score-margin", "not-eligible") for v in zero), zero
+    finally:
+        attacker.close()

@@ -1,32 +1,27 @@
 """The product end to end with real processes on 127.0.0.1 (real p2pd, DHT, block exchange, training).
 
-One swarm serves every test in this module (in file order): 3 owners (2 experts + router) and a standby, on a
-tiny run. Every process runs in its own process group and is killed at the end whatever happens.
+One swarm serves every test in this module: 3 owners (2 experts + router) and a standby, on a tiny run. Each test
+waits (through the `published` fixture) for the state it needs, so any one of them also runs alone. Every process
+runs in its own process group and is killed at the end whatever happens.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from node_proc import CLI, ENV, MADDR, REPO, NodeProc
 
 from paris_node.data.manifest import RunSpec, build_run
 from paris_node.home import Home
 from paris_node.identity import load_or_create
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(400)]
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 TTL = 20
 COMMON = [
     "--lease-ttl",
@@ -44,59 +39,20 @@ COMMON = [
 PUBLISHED = re.compile(r"published (\S+) step (\d+): (\S+)")
 
 
-class Node:
-    """A `paris-node start` process whose merged output is read line by line (logs go to stderr)."""
+class Node(NodeProc):
+    """A `paris-node start` process (merged output, logs on stderr, in NAME.log beside its home)."""
 
     def __init__(self, name: str, home: Path, *args: str):
-        self.name, self.log = name, home.parent / f"{name}.log"
-        self.proc = subprocess.Popen(
-            [*CLI, "--home", str(home), "start", *args],
-            cwd=REPO,
-            env=ENV,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        with open(self.log, "w") as f:
-            for line in self.proc.stdout:
-                f.write(line)
-                f.flush()
-                self.lines.put(line)
-
-    def wait_line(self, pattern: str, timeout: float) -> re.Match:
-        end = time.monotonic() + timeout
-        for line in self.seen:  # already read
-            if m := re.search(pattern, line):
-                return m
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    break
-                continue
-            self.seen.append(line)
-            if m := re.search(pattern, line):
-                return m
-        raise AssertionError(f"{self.name}: no line matching {pattern!r} in {timeout}s; tail: {self.seen[-15:]}")
+        super().__init__(name, [*CLI, "--home", str(home), "start", *args], home.parent / f"{name}.log")
+        self.maddr = ""
 
     def published(self) -> list[tuple[str, int, str]]:
-        while not self.lines.empty():
-            self.seen.append(self.lines.get_nowait())
+        """Every checkpoint it published so far (reads all its pending output into `seen`)."""
+        self.poll_lines()
         return [(m[1], int(m[2]), m[3]) for line in self.seen if (m := PUBLISHED.search(line))]
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        self.kill9()
 
 
 def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -127,7 +83,7 @@ def swarm(tmp_path_factory):
     nodes: dict[str, Node] = {}
     try:
         nodes["a"] = Node("a", root / "a", "--run", run, *COMMON)
-        maddr = nodes["a"].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
+        maddr = nodes["a"].wait_line(MADDR, 90)[1]
         nodes["a"].maddr = maddr
         for name in ("b", "c"):
             nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
@@ -138,17 +94,23 @@ def swarm(tmp_path_factory):
         nodes["d"] = Node("d", root / "d", "--run", run, "--join", maddr, *COMMON)
         nodes["d"].wait_line(r"standby", 90)
         for node in nodes.values():
-            node.maddr = node.wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 30)[1]
+            node.maddr = node.wait_line(MADDR, 30)[1]
         yield {"root": root, "run": run, "maddr": maddr, "nodes": nodes, "owners": owners}
     finally:
         for node in nodes.values():
             node.kill()
 
 
-def test_owners_publish_and_a_fresh_node_fetches_all_and_samples(swarm):
-    nodes, owners = swarm["nodes"], swarm["owners"]
-    for job, name in owners.items():
-        nodes[name].wait_line(rf"published {job} step ([4-9]\d|\d{{3,}}):", 150)
+@pytest.fixture
+def published(swarm):
+    """The swarm once every first owner has published a checkpoint past step 40 (idempotent: seen lines count)."""
+    for job, name in swarm["owners"].items():
+        swarm["nodes"][name].wait_line(rf"published {job} step ([4-9]\d|\d{{3,}}):", 150)
+    return swarm
+
+
+def test_owners_publish_and_a_fresh_node_fetches_all_and_samples(published):
+    swarm = published
     home = swarm["root"] / "reader"
     got = cli(home, "fetch", "--all", "--run", swarm["run"], "--join", swarm["maddr"], "--json", "--timeout", "30")
     assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-3000:]
@@ -171,7 +133,8 @@ def test_owners_publish_and_a_fresh_node_fetches_all_and_samples(swarm):
         assert 1 <= len(row["experts"]) <= 2 and abs(sum(row["probs"]) - 1) < 1e-4  # top-2 of K=2
 
 
-def test_kill_9_owner_another_node_resumes_from_last_checkpoint(swarm):
+def test_kill_9_owner_another_node_resumes_from_last_checkpoint(published):
+    swarm = published
     nodes, owners = swarm["nodes"], swarm["owners"]
     victim = nodes[owners["expert/1"]]
     mirrored = int(nodes["d"].wait_line(r"mirrored expert/1 step (\d+)", 90)[1])  # the standby holds a copy
@@ -195,7 +158,8 @@ def test_kill_9_owner_another_node_resumes_from_last_checkpoint(swarm):
     assert first > resumed  # training continued from the checkpoint, not from step 0
 
 
-def test_graceful_stop_publishes_final_checkpoint_and_frees_the_lease(swarm):
+def test_graceful_stop_publishes_final_checkpoint_and_frees_the_lease(published):
+    swarm = published
     nodes, owners = swarm["nodes"], swarm["owners"]
     node = nodes[owners["router"]]
     if node.proc.poll() is not None:

@@ -3,17 +3,12 @@ expert's seed by CID from the run's creator and starts from it at step 0, bit fo
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from procs import stop_group
+from node_proc import ProcGroup, cli_node
 from safetensors.torch import load_file
 from tiny_pixart import save_tiny_pixart, tensors
 
@@ -24,32 +19,12 @@ from paris_node.data.manifest import load_run
 from paris_node.home import Home
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(300)]
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 QUICK = ["--settle", "1.5", "--lease-ttl", "20", "--no-progress", "--threads", "1", "--mirror-every", "0"]
 
 
 def release(path: Path, experts: int) -> list[dict[str, torch.Tensor]]:
     """expert_k/ written by diffusers' save_pretrained at the tiny shape, distinct random weights."""
     return [tensors(save_tiny_pixart(path / f"expert_{k}", seed=k)) for k in range(experts)]
-
-
-def spawn(home: Path, log: Path, *args: str) -> subprocess.Popen:
-    out = open(log, "w")
-    return subprocess.Popen(
-        [*CLI, "--home", str(home), "start", *QUICK, *args], cwd=REPO, env=ENV, stdout=out,
-        stderr=subprocess.STDOUT, start_new_session=True, text=True,
-    )  # fmt: skip
-
-
-def wait_for(log: Path, pattern: str, timeout: float) -> re.Match:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if m := re.search(pattern, log.read_text() if log.exists() else "", re.M):
-            return m
-        time.sleep(0.2)  # polling with a deadline
-    raise AssertionError(f"timed out waiting for {pattern!r} in {log}:\n{log.read_text()[-3000:]}")
 
 
 def test_a_joining_node_starts_its_expert_from_the_seed_it_fetched(tmp_path):
@@ -64,18 +39,15 @@ def test_a_joining_node_starts_its_expert_from_the_seed_it_fetched(tmp_path):
     run_id = made.stdout.strip().splitlines()[-1]
     seed = load_run(Home(creator), run_id).init.experts[1].cid
 
-    a = spawn(creator, tmp_path / "a.log", "--run", run_id, "--claim", "0")
-    b = None
-    try:
-        maddr = wait_for(tmp_path / "a.log", r"^  (/ip4/127\.0\.0\.1/\S+/p2p/\S+)$", 120)[1]
-        wait_for(tmp_path / "a.log", "owner of expert/0", 120)
-        b = spawn(joiner, tmp_path / "b.log", "--run", run_id, "--join", maddr, "--claim", "1")
-        wait_for(tmp_path / "b.log", rf"expert/1: no checkpoint yet; starting from the run's seed weights {seed}", 180)
-        wait_for(tmp_path / "b.log", r"published expert/1 step 2", 120)
-    finally:
-        for proc in (b, a):
-            if proc is not None:
-                stop_group(proc, grace=60)
+    with ProcGroup() as group:
+        a = cli_node(group, "a", creator, "start", *QUICK, "--run", run_id, "--claim", "0")
+        maddr = a.wait_line(r"^  (/ip4/127\.0\.0\.1/\S+/p2p/\S+)$", 120)[1]
+        a.wait_line("owner of expert/0", 120)
+        b = cli_node(group, "b", joiner, "start", *QUICK, "--run", run_id, "--join", maddr, "--claim", "1")
+        b.wait_line(rf"expert/1: no checkpoint yet; starting from the run's seed weights {seed}", 180)
+        b.wait_line(r"published expert/1 step 2", 120)
+        for node in (b, a):
+            node.terminate(grace=60)
     store = Blockstore(Home(joiner).blocks_dir)
     assert not missing_blocks(store, seed)  # fetched by CID, verified block by block, from the creator
     start = load_file(str(joiner / "work" / run_id / "expert-1" / "seed" / "model.safetensors"))

@@ -2,7 +2,7 @@
 
 The node starts, joins and reports `ready` like any other (it is `paris_node.swarm.__main__.main`), then waits
 for a line on its stdin before its first claim. A test that writes that line to several such nodes at once
-releases them into the claim at the same instant (swarm_harness.NodeProc.release). Test-only: the product has
+releases them into the claim at the same instant (swarm_harness.SwarmNode.release). Test-only: the product has
 no start line; this is the `on_session` hook of `main`, a blocking read (no polling), bounded by a deadline.
 """
 

@@ -12,7 +12,14 @@ from paris_node.swarm import keys
 from paris_node.swarm.announcer import Announcer
 from paris_node.swarm.claims import ClaimRules
 from paris_node.swarm.dht import join_command, start_dht, visible_maddrs
-from paris_node.swarm.membership import Membership, read_leases, read_pointers, read_providers, read_statuses
+from paris_node.swarm.membership import (
+    Membership,
+    peers_providing,
+    read_leases,
+    read_pointers,
+    read_providers,
+    read_statuses,
+)
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(90)]
 CID = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
@@ -58,6 +65,10 @@ def test_claim_announce_read_and_release(tmp_path):
         st = poll(lambda: [r for r in read_statuses(dht, "one") if r.body.step == 7])
         assert st[0].signer == identity.node_id and st[0].body.role == "expert" and st[0].body.job == "expert/1"
         assert poll(lambda: read_providers(dht, "one", CID))[0].body.cids == [CID]
+        # the one lookup of every fetch path: announcers first, then the known holders, each once
+        other = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq"
+        assert peers_providing(dht, "one", CID, also=[other, identity.peer_id]) == [identity.peer_id, other]
+        assert peers_providing(dht, "other-run", CID, also=[other]) == [other]  # none announced in that run
         assert poll(lambda: read_pointers(dht, "one", "expert/1"))[0].body.step == 7
         assert read_statuses(dht, "other-run") == []  # namespaced by run
         first = read_leases(dht, "one", jobs)

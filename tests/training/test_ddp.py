@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from procs import stop_group
 from safetensors.torch import load_file
 
 SCRIPT = """
@@ -30,8 +31,14 @@ def test_torchrun_two_cpu_ranks_train_one_expert(tmp_path):
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "out")))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # own process group, killed whole afterwards: a rank hung at exit must not outlive the test
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=280)
+    finally:
+        stop_group(proc, grace=5)
+    assert proc.returncode == 0, err[-3000:]
     ckpt = tmp_path / "out" / "step-00000003"
     assert load_file(str(ckpt / "model.safetensors"))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["latest", "step-00000003"]
