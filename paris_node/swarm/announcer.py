@@ -193,6 +193,10 @@ class Announcer:
             if self._thread.is_alive():
                 logger.warning("announcer did not stop within %.1f s", timeout)
         try:
+            with self._cond:
+                pointers = [item for name, item in self._items.items() if name.startswith("pointer:")]
+            for item in pointers:  # the last checkpoint's pointer (often set just before stopping) is stored now
+                self._publish_item(item)
             self.release_lease()
             with self._cond:
                 self._status.update(role="offline")
