@@ -184,7 +184,7 @@ class Announcer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Withdraw the lease and the status, then stop the thread (bounded by `timeout`)."""
+        """Stop the thread (bounded by `timeout`), store the pointers once more, then withdraw the lease and status."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
