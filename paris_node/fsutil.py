@@ -24,7 +24,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_replace_dir", "atomic_write", "fsync_dir", "fsync_tree", "recover_dir", "staging_dir", "write_fd"]
+__all__ = [
+    "atomic_replace_dir",
+    "atomic_write",
+    "fsync_dir",
+    "fsync_tree",
+    "recover_dir",
+    "staging_dir",
+    "tree_bytes",
+    "write_fd",
+]
 
 Data = bytes | bytearray | memoryview | str | Iterable[bytes | bytearray | memoryview] | Callable[[Path], Any]
 
@@ -53,6 +62,19 @@ def fsync_tree(path: str | os.PathLike) -> None:
         for name in files:
             _fsync_file(Path(dirpath) / name)
         fsync_dir(dirpath)
+
+
+def tree_bytes(*roots: str | os.PathLike) -> int:
+    """Bytes of the files under `roots`, each inode once (hard links are one copy on disk)."""
+    seen, total = set(), 0
+    for root in roots:
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                st = os.stat(os.path.join(dirpath, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
+    return total
 
 
 def _fill(fd: int, tmp: Path, data: Data) -> int:

@@ -29,7 +29,6 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "swarm"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # swarm_harness imports node_proc
 from swarm_harness import Swarm  # noqa: E402
 
 

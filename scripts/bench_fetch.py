@@ -21,7 +21,6 @@ to the reader's through `Blockstore.put` (hash-checked), and each one is counted
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from paris_node.content.cid import DAG_PB, block_links, parse_cid
 from paris_node.data.manifest import RunSpec, build_run, load_run
 from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
+from paris_node.fsutil import tree_bytes
 from paris_node.home import Home
 from paris_node.identity import Identity, load_or_create
 from paris_node.models.presets import expert_preset, router_preset
@@ -67,19 +67,6 @@ class CountingFetch:
         self.local.sync()
         self.moved += moved
         self.by_root[cid] = self.by_root.get(cid, 0) + moved
-
-
-def disk_bytes(*roots: Path) -> int:
-    """Bytes on disk under `roots`, each inode once (hard links are one copy)."""
-    seen, total = set(), 0
-    for root in roots:
-        for dirpath, _, files in os.walk(root):
-            for name in files:
-                st = os.stat(os.path.join(dirpath, name))
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_size
-    return total
 
 
 def publish_run(root: Path, preset: str, steps: int):
@@ -136,7 +123,7 @@ def fetch_all(root: Path, name: str, pub_home: Home, pub_store: Blockstore, m, p
         "weights": weights,
         "published": everything,
         "shards": shards,
-        "disk": disk_bytes(home.blocks_dir, home.cache_dir) - shards,
+        "disk": tree_bytes(home.blocks_dir, home.cache_dir) - shards,
         "installed": sum(
             f["size"] for _, r in cands.values() for n, f in r.body.files.items() if f.get("role") in roles
         ),

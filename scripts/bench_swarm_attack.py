@@ -24,13 +24,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "node"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # the tests' process harness
 from malicious_peer import MaliciousPeer  # noqa: E402
-from node_proc import CLI, ENV, MADDR, REPO, ProcGroup, cli_node  # noqa: E402
 
 from paris_node.data.manifest import RunSpec, build_run
 from paris_node.home import Home
 from paris_node.identity import load_or_create
+from paris_node.procs import CLI, ENV, MADDR, REPO, ProcGroup, cli_node
 from paris_node.swarm import keys
 
 NODE_ARGS = ["--lease-ttl", "20", "--settle", "1.5", "--no-progress", "--threads", "1", "--publish-every", "20"]

@@ -2,9 +2,10 @@
 
 On one 2-core machine in about 15 minutes (`scripts/demo` sets up .venv and runs this):
 
-1. start node 0 (it starts the swarm and prints its address), then nodes 1..K which `--join` it; each claims a
-   job (`--claim auto`), trains with one torch thread and publishes a checkpoint every `--publish-every` steps;
-2. print every job's step and losses every ~30 s (parsed from the nodes' logs in OUT/logs/);
+1. start node 0 (it starts the swarm; its `ready` event names its address), then nodes 1..K which `--join` it;
+   each claims a job (`--claim auto`), trains with one torch thread and publishes a checkpoint every
+   `--publish-every` steps;
+2. print every job's step and losses every ~30 s (from the nodes' `--events json` stream; logs in OUT/logs/);
 3. once every job has published step `--steps` (or the training budget `--train-minutes` is spent), a fresh home
    runs `paris-node fetch --all` against the swarm (verified checkpoints only), and the nodes are stopped;
 4. `paris-node sample` for a few prompts (top-2 routing; top-1 and full for the first prompt) and a loss-curve
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from paris_node.procs import CLI, ENV, NodeProc, ProcGroup
+
 ROOT = Path(__file__).resolve().parent.parent
 # Only the dataset's vocabulary: `shapes` captions are "a COLOUR SHAPE on a COLOUR background".
 PROMPTS = [
@@ -41,10 +42,6 @@ PROMPTS = [
     "a yellow triangle on a black background",
     "a white cross on a purple background",
 ]
-PUBLISHED = re.compile(r"published (\S+) step (\d+): (\S+)(.*)$")
-OWNER = re.compile(r"owner of (\S+)")
-ADDRESS = re.compile(r"^\s+(/ip4/\S+/p2p/\S+)\s*$")
-METRIC = re.compile(r"(\w+)=(\S+)")
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,107 +66,33 @@ def say(msg: str) -> None:
 
 
 def cli(*args: str) -> list[str]:
-    return [_paris_node(), *args]
+    return [*CLI, *args]
 
 
-def _paris_node() -> str:
-    exe = Path(sys.executable).with_name("paris-node")
-    return str(exe) if exe.exists() else shutil.which("paris-node") or "paris-node"
+# ---------------------------------------------------------------------------------------------- events
+def wait_for_address(node: NodeProc, timeout: float = 180.0) -> str:
+    """The node's 127.0.0.1 address, from its `ready` event."""
+    ready = node.wait_for("ready", time.monotonic() + timeout)
+    return next(m for m in ready["maddrs"] if "/ip4/127.0.0.1/" in m)
 
 
-def env() -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-
-
-# ---------------------------------------------------------------------------------------------- processes
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-
-@dataclass
-class Swarm:
-    """Every process this script started; `stop()` ends them all (SIGTERM to the group, then SIGKILL)."""
-
-    procs: list[Proc] = field(default_factory=list)
-
-    def spawn(self, name: str, args: list[str], log: Path) -> Proc:
-        with open(log, "wb") as f:
-            p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
-        proc = Proc(name, p, log)
-        self.procs.append(proc)
-        return proc
-
-    def check_alive(self) -> None:
-        for p in self.procs:
-            if p.popen.poll() is not None:
-                tail = "\n".join(p.log.read_text(errors="replace").splitlines()[-15:])
-                raise RuntimeError(f"{p.name} exited with code {p.popen.returncode}; end of {p.log}:\n{tail}")
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM each node (not its group: the node stops its own DHT and p2pd after a last publish), wait, then
-        SIGKILL every group, which also ends children a killed node leaves behind."""
-        alive = [p for p in self.procs if p.popen.poll() is None]
-        for p in alive:
-            p.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for p in alive:
-            try:
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{p.name} did not stop within {timeout:.0f}s: SIGKILL")
-        for p in self.procs:  # the group too: p2pd children outlive a killed parent
-            _signal_group(p.popen, signal.SIGKILL)
-            if p.popen.poll() is None:
-                p.popen.wait(timeout=10)
-        self.procs.clear()
-
-
-def _signal_group(p: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(p.pid, sig)  # start_new_session: the group id is the child's pid
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def wait_for_address(proc: Proc, timeout: float = 180.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            break
-        for line in proc.log.read_text(errors="replace").splitlines():
-            m = ADDRESS.match(line)
-            if m and "/ip4/127.0.0.1/" in m.group(1):
-                return m.group(1)
-        time.sleep(0.5)
-    tail = "\n".join(proc.log.read_text(errors="replace").splitlines()[-15:])
-    raise RuntimeError(f"{proc.name} printed no address within {timeout:.0f}s; end of {proc.log}:\n{tail}")
-
-
-# ---------------------------------------------------------------------------------------------- logs
 @dataclass
 class JobLog:
     node: str
-    points: list[dict] = field(default_factory=list)  # {"step", "train_loss", "val_loss", ...} per publish
+    points: list[dict] = field(default_factory=list)  # {"step", "cid", "train_loss", "val_loss", ...} per publish
 
 
-def read_jobs(procs: list[Proc]) -> dict[str, JobLog]:
-    """job -> its owner's published checkpoints, parsed from the node logs."""
+def read_jobs(nodes: list[NodeProc]) -> dict[str, JobLog]:
+    """job -> its owner's published checkpoints, from the nodes' `claimed` and `published` events."""
     jobs: dict[str, JobLog] = {}
-    for p in procs:
-        for line in p.log.read_text(errors="replace").splitlines():
-            if m := OWNER.search(line):
-                jobs.setdefault(m.group(1), JobLog(p.name)).node = p.name
-            elif m := PUBLISHED.search(line):
-                point = {"step": int(m.group(2)), "cid": m.group(3)}
-                for k, v in METRIC.findall(m.group(4)):
-                    try:
-                        point[k] = float(v)
-                    except ValueError:
-                        pass
-                jobs.setdefault(m.group(1), JobLog(p.name)).points.append(point)
+    for node in nodes:
+        node.drain()
+        for ev in node.history:
+            if ev["event"] == "claimed":
+                jobs.setdefault(ev["job"], JobLog(node.name)).node = node.name
+            elif ev["event"] == "published":
+                point = {"step": ev["step"], "cid": ev["cid"], **ev.get("metrics", {})}
+                jobs.setdefault(ev["job"], JobLog(node.name)).points.append(point)
     return dict(sorted(jobs.items(), key=lambda kv: (kv[0] == "router", kv[0])))
 
 
@@ -261,24 +184,25 @@ def make_run(args: argparse.Namespace, home: Path, logs: Path) -> str:
     )
     cmd += ["--steps", str(args.steps), "--publish-every-steps", str(args.publish_every)]
     cmd += ["--val-loss-threshold", "10", "--name", "demo-quick", "--json"]
-    out = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     (logs / "init.log").write_text(out.stdout + out.stderr)
     if out.returncode != 0:
         raise RuntimeError(f"paris-node init failed (see {logs / 'init.log'}):\n{out.stderr[-2000:]}")
     return json.loads(out.stdout)["run_id"]
 
 
-def train_swarm(args: argparse.Namespace, swarm: Swarm, run: str, homes: Path, logs: Path, jobs: int) -> str:
+def train_swarm(args: argparse.Namespace, swarm: ProcGroup, run: str, homes: Path, logs: Path, jobs: int) -> str:
     """Start the nodes, wait until every job published `args.steps` (or the budget is spent); returns the address."""
     common = ["start", "--run", run, "--claim", "auto", "--no-progress", "--threads", "1", "--listen", "127.0.0.1:0"]
     common += ["--steps", str(args.steps), "--publish-every", str(args.publish_every)]
     common += ["--handoff-wait", "0"]  # the demo stops every node at once: nobody could take a hand-off
-    first = swarm.spawn("node0", cli("--home", str(homes / "node0"), *common), logs / "node0.log")
+    common += ["--events", "json"]  # stdout: one JSON event per line; stderr (the node's log) also goes to the log
+    first = start_node(swarm, "node0", homes, logs, common)
     maddr = wait_for_address(first)
     say(f"swarm started by node0 at {maddr}")
     for i in range(1, jobs):
         name = f"node{i}"
-        swarm.spawn(name, cli("--home", str(homes / name), *common, "--join", maddr), logs / f"{name}.log")
+        start_node(swarm, name, homes, logs, [*common, "--join", maddr])
     say(
         f"started {jobs} nodes (logs in {logs}); training {args.steps} steps each, publishing every "
         f"{args.publish_every}, budget {args.train_minutes:g} min"
@@ -299,13 +223,18 @@ def train_swarm(args: argparse.Namespace, swarm: Swarm, run: str, homes: Path, l
         if time.monotonic() >= deadline:
             say(f"training budget of {args.train_minutes:g} min spent: going on with the latest checkpoints")
             return maddr
-        time.sleep(2)
+        time.sleep(2)  # the pace of the progress check: events are read as they come, nothing waits on this
+
+
+def start_node(swarm: ProcGroup, name: str, homes: Path, logs: Path, args: list[str]) -> NodeProc:
+    """`paris-node start` in its own process group; events on stdout, its log (stderr) beside them in NAME.log."""
+    return swarm.start(name, cli("--home", str(homes / name), *args), logs / f"{name}.log", merge_stderr=False)
 
 
 def fetch(run: str, home: Path, maddr: str, out: Path, logs: Path) -> list[dict]:
     cmd = cli("--home", str(home), "fetch", "--all", "--run", run, "--join", maddr, "--json", "--allow-partial")
     t0 = time.monotonic()
-    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     (logs / "fetch.log").write_text(res.stdout + res.stderr)
     if res.returncode != 0:
         raise RuntimeError(f"fetch failed (see {logs / 'fetch.log'}):\n{res.stderr[-2000:]}")
@@ -352,7 +281,7 @@ ALL_ROUTINGS = ("top2", "top1", "full")
 
 
 def _run_logged(cmd: list[str], log, what: str) -> None:
-    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=900)
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     log.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n")
     log.flush()
     if res.returncode != 0:
@@ -394,7 +323,7 @@ def main() -> int:
         old.unlink(missing_ok=True)
     for old in out.glob("eval-*"):
         shutil.rmtree(old, ignore_errors=True)
-    swarm = Swarm()
+    swarm = ProcGroup()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM runs the finally below, like Ctrl-C
     t_start = time.monotonic()
     try:
@@ -406,12 +335,12 @@ def main() -> int:
         rows = fetch(run, homes / "reader", maddr, out, logs)
         if not args.keep_running:
             say("stopping the swarm (each node publishes a final checkpoint and releases its lease)")
-            swarm.stop()
+            stop(swarm)
         run_id = next((p.name for p in (homes / "reader").joinpath("cache").glob("*") if p.name != "shards"), run)
         ok = {r["job"] for r in rows if r["verdict"] == "ok"}
         curves = [
             loss_curve(job, j.points, out / f"loss-{job.replace('/', '-')}.png")
-            for job, j in read_jobs_from_logs(logs).items()
+            for job, j in read_jobs(swarm.procs).items()
         ]
         samples = sample_all(args, run_id, homes / "reader", out, logs) if ok else []
         say(f"done in {time.monotonic() - t_start:.0f}s (training {t_train - t_start:.0f}s)")
@@ -434,14 +363,15 @@ def main() -> int:
         say("interrupted")
         return 130
     finally:
-        if swarm.procs:
+        if any(node.proc.poll() is None for node in swarm.procs):
             say("stopping every process started")
-            swarm.stop()
+        stop(swarm)
 
 
-def read_jobs_from_logs(logs: Path) -> dict[str, JobLog]:
-    procs = [Proc(p.stem, None, p) for p in sorted(logs.glob("node*.log"))]  # type: ignore[arg-type]
-    return read_jobs(procs)
+def stop(swarm: ProcGroup, timeout: float = 60.0) -> None:
+    """SIGTERM every node (each stops its own DHT and p2pd after a last publish), then SIGKILL every group."""
+    for name in swarm.stop(timeout):
+        say(f"{name} did not stop within {timeout:.0f}s: SIGKILL")
 
 
 if __name__ == "__main__":

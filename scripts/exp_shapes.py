@@ -16,23 +16,21 @@ from pathlib import Path
 import torch
 from bench_quality import ImageList  # scripts/ is on sys.path when a script runs
 
-from paris_node.checkpoint import load_model
-from paris_node.data.shapes import render_shape, shape_params
-from paris_node.evaluate.shapes_reader import agreement, read_images, to_uint8
+from paris_node.data.shapes import render_shape
+from paris_node.evaluate.quality import score_images
+from paris_node.evaluate.shapes_reader import to_uint8
 from paris_node.models.config import ExpertConfig
 from paris_node.models.text import build_text_encoder
 from paris_node.models.vae import LatentCodec
-from paris_node.sampling.ensemble import EnsembleSampler
+from paris_node.sampling.loading import load_ensemble
 from paris_node.training.trainer import TrainConfig, train
 
 
-def evaluate(ckpt: Path, prompts, truths, steps: int, cfg_scale: float, seed: int = 0) -> dict:
-    model, config = load_model(ckpt)
-    mcfg = ExpertConfig.from_dict(config["model"])
-    enc = build_text_encoder(mcfg.text_encoder)
-    s = EnsembleSampler({0: model}, None, enc, mcfg.latent_shape, steps=steps, cfg_scale=cfg_scale)
-    x, _ = s.sample(prompts, seed=seed)
-    return agreement(read_images(to_uint8(x)), truths)
+def evaluate(ckpt: Path, prompts: list[str], steps: int, cfg_scale: float, seed: int = 0) -> dict:
+    """Prompt fidelity per attribute of one expert's samples, read back by the product's shapes reader."""
+    sampler = load_ensemble({0: ckpt}, None, steps=steps, cfg_scale=cfg_scale)
+    x, _ = sampler.sample(prompts, seed=seed)
+    return score_images("exp", to_uint8(x), prompts, None).fidelity
 
 
 def main() -> None:
@@ -65,11 +63,8 @@ def main() -> None:
     data = ImageList([render_shape(i, a.res) for i in range(a.samples)])
     held = range(1_000_000, 1_000_000 + a.n_eval)
     prompts = [render_shape(i, 8)[1] for i in held]
-    truths = [shape_params(i)[:3] for i in held]
-    mcfg = ExpertConfig(
-        "exp", 3, a.res, a.patch, a.hidden, a.depth, a.heads, *map(int, a.text.split(":")[1].split("x")), a.text
-    )
     enc = build_text_encoder(a.text)
+    mcfg = ExpertConfig("exp", 3, a.res, a.patch, a.hidden, a.depth, a.heads, enc.dim, enc.max_len, a.text)
     done, t_train = 0, 0.0
     while done < a.steps:
         target = min(a.steps, done + a.eval_every)
@@ -92,7 +87,7 @@ def main() -> None:
         )
         t_train += time.perf_counter() - t0
         done = res.step
-        fid = evaluate(res.checkpoint, prompts, truths, a.sample_steps, a.cfg)
+        fid = evaluate(res.checkpoint, prompts, a.sample_steps, a.cfg)
         row = {
             "name": a.name,
             "step": done,

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "paris_node"
 # Bottom to top. A unit (a sub-package, a top-level module, or `paris_node` itself for `__version__`) may import
 # only units in rows below its own. docs/architecture.md shows this table; test_docs_table_is_this_order keeps it so.
 LAYERS: list[tuple[str, ...]] = [
-    ("paris_node", "errors"),
+    ("paris_node", "errors", "procs"),
     ("fsutil", "canonical", "home", "verdicts"),
     ("identity",),
     ("records",),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -36,30 +37,25 @@ def _set_log_level(ctx: click.Context, _param, value):
     return value
 
 
+# a subcommand's `--home`, one spec for both ways it gets one: `home_option`, or add_global_options when it has none
+_HOME_OPTION: dict[str, Any] = {
+    "type": click.Path(file_okay=False),
+    "default": None,
+    "expose_value": False,
+    "callback": _set_home,
+    "is_eager": True,
+    "help": "Node home (overrides the global --home).",
+}
+
+
 def home_option(f):
     """`--home` on a subcommand too (`paris-node fetch --home X`), overriding the group's."""
-    return click.option(
-        "--home",
-        type=click.Path(file_okay=False),
-        default=None,
-        expose_value=False,
-        callback=_set_home,
-        is_eager=True,
-        help="Node home (overrides the global --home).",
-    )(f)
+    return click.option("--home", **_HOME_OPTION)(f)
 
 
 def _global_params() -> list[click.Option]:
     return [
-        click.Option(
-            ["--home"],
-            type=click.Path(file_okay=False),
-            default=None,
-            expose_value=False,
-            callback=_set_home,
-            is_eager=True,
-            help="Node home (overrides the global --home).",
-        ),
+        click.Option(["--home"], **_HOME_OPTION),
         click.Option(
             ["--log-level"],
             type=click.Choice(LOG_LEVELS),

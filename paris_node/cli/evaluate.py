@@ -64,33 +64,25 @@ def evaluate(
     import json
     from pathlib import Path
 
-    from paris_node.cli.sample import fetched_ensemble
+    from paris_node.cli.sample import fetched_ensemble, fetched_sampler
     from paris_node.evaluate.report import EvalSettings, markdown, write_report
     from paris_node.evaluate.report import evaluate as run_eval
     from paris_node.models.vae import LatentCodec, codec_spec
     from paris_node.node.session import held_run
-    from paris_node.sampling.loading import load_ensemble
     from paris_node.sampling.routing import parse_routing
 
     for r in routings:
         parse_routing(r)
     check_device(device)
     home = state.home.check()
-    run_id, _, experts, router = fetched_ensemble(home, run_id)
+    run_id, base, experts, router = fetched_ensemble(home, run_id)
     manifest = held_run(home, run_id)
     if manifest is None:
         raise UsageError(f"run {run_id} is not held in {home.root}; run `paris-node fetch --all --run {run_id}` first")
     settings = EvalSettings(tuple(routings), n, seed, steps, cfg_scale, tuple(prompts), per_prompt)
 
     def make_sampler(routing: str):
-        return load_ensemble(
-            experts,
-            router if len(experts) > 1 else None,
-            routing=routing,
-            cfg_scale=cfg_scale,
-            steps=steps,
-            device=device,
-        )
+        return fetched_sampler(experts, router, base, routing, cfg_scale, steps, device, caption_prior)
 
     codec = None
 

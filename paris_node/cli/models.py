@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -15,42 +16,36 @@ def _fmt_params(n: int) -> str:
 
 def preset_table() -> list[dict]:
     """Every expert and router preset with its parameter count (built on the meta device: no memory)."""
-    from paris_node.models.factory import build_expert, build_router, count_params
+    from paris_node.models.factory import build_expert, build_router
     from paris_node.models.presets import EXPERT_PRESETS, ROUTER_PRESETS
 
-    rows = []
-    for name, cfg in EXPERT_PRESETS.items():
-        rows.append(
-            {
-                "kind": "expert",
-                "preset": name,
-                "params": count_params(build_expert(cfg, "meta")),
-                "latent": cfg.latent,
-                "latent_shape": list(cfg.latent_shape),
-                "image_size": cfg.image_size,
-                "hidden": cfg.hidden,
-                "depth": cfg.depth,
-                "heads": cfg.heads,
-                "text_encoder": cfg.text_encoder,
-            }
-        )
+    rows = [
+        _row("expert", name, cfg, build_expert(cfg, "meta"), cfg.image_size, cfg.text_encoder)
+        for name, cfg in EXPERT_PRESETS.items()
+    ]
     for name, cfg in ROUTER_PRESETS.items():
         rows.append(
-            {
-                "kind": "router",
-                "preset": name,
-                "params": count_params(build_router(cfg, "meta")),
-                "latent": cfg.latent,
-                "latent_shape": list(cfg.latent_shape),
-                "image_size": None,
-                "hidden": cfg.hidden,
-                "depth": cfg.depth,
-                "heads": cfg.heads,
-                "text_encoder": None,
-                "num_experts": cfg.num_experts,
-            }
+            dict(_row("router", name, cfg, build_router(cfg, "meta"), None, None), num_experts=cfg.num_experts)
         )
     return rows
+
+
+def _row(kind: str, name: str, cfg: Any, model: Any, image_size: int | None, text_encoder: str | None) -> dict:
+    """One preset's row; an expert's and a router's share every field but their own few."""
+    from paris_node.models.factory import count_params
+
+    return {
+        "kind": kind,
+        "preset": name,
+        "params": count_params(model),
+        "latent": cfg.latent,
+        "latent_shape": list(cfg.latent_shape),
+        "image_size": image_size,
+        "hidden": cfg.hidden,
+        "depth": cfg.depth,
+        "heads": cfg.heads,
+        "text_encoder": text_encoder,
+    }
 
 
 @main.command("presets")

@@ -5,12 +5,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from paris_node.cli import main
 from paris_node.cli.common import CliState, check_device, home_option, say
 from paris_node.errors import ParisError, UsageError
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules only inside the commands that need them
+    from paris_node.sampling.ensemble import EnsembleSampler
+    from paris_node.sampling.routing import RoutingMode
 
 DEFAULT_STEPS = 50
 DEFAULT_CFG = 7.5
@@ -85,19 +90,27 @@ def fetched_ensemble(home, run_id: str | None) -> tuple[str, Path, dict[int, Pat
     return run_id, base, experts, router
 
 
-def _run_sampler(
-    experts, router, mode, cfg_scale, steps, device, prompts, seed, n, explain, progress, base, caption_prior=True
-):
+def fetched_sampler(
+    experts: dict[int, Path],
+    router: Path | None,
+    base: Path,
+    routing: RoutingMode | str,
+    cfg_scale: float,
+    steps: int,
+    device: str,
+    caption_prior: bool,
+) -> EnsembleSampler:
+    """The ensemble sampler of `fetched_ensemble`'s checkpoints (its router only when there are several experts); a
+    damaged weights file is a ParisError naming the cache folder and the fetch that repairs it."""
     from safetensors import SafetensorError
-    from tqdm import tqdm
 
     from paris_node.sampling.loading import load_ensemble
 
     try:
-        sampler = load_ensemble(
+        return load_ensemble(
             experts,
             router if len(experts) > 1 else None,
-            routing=mode,
+            routing=routing,
             cfg_scale=cfg_scale,
             steps=steps,
             device=device,
@@ -108,6 +121,14 @@ def _run_sampler(
             f"a checkpoint in {base} is not a valid safetensors file ({e}): delete that folder and run "
             "`paris-node fetch --all` again"
         ) from None
+
+
+def _run_sampler(
+    experts, router, mode, cfg_scale, steps, device, prompts, seed, n, explain, progress, base, caption_prior=True
+):
+    from tqdm import tqdm
+
+    sampler = fetched_sampler(experts, router, base, mode, cfg_scale, steps, device, caption_prior)
     desc = f"{len(prompts) * n} image(s)"
     bar = tqdm(total=steps, unit="step", desc=desc, file=sys.stderr, disable=not progress, leave=False)
 

@@ -130,7 +130,8 @@ def _check_claim(home, run: str | None, claim) -> None:
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one JSON object per line on stdout (ready, claimed, published, took_over, failed, released, ...).",
+    help="json: one JSON object per line on stdout (ready, claimed, published with step and metrics, took_over, "
+    "failed, released, ...).",
 )
 @click.option(
     "--dashboard",

@@ -7,7 +7,7 @@ Import from here; the pieces live in small modules, lowest layer first:
 
 from paris_node.content.exchange_client import FetchStats, FetchTimeout, PenaltyBox, as_peer_id, fetch_dag
 from paris_node.content.exchange_server import BlockServer
-from paris_node.content.exchange_service import ExchangeService, fetch_dag_sync
+from paris_node.content.exchange_service import ExchangeService
 from paris_node.content.exchange_wire import (
     MAX_WANT,
     PROTOCOL,
@@ -33,5 +33,4 @@ __all__ = [
     "StreamCut",
     "as_peer_id",
     "fetch_dag",
-    "fetch_dag_sync",
 ]

@@ -152,11 +152,3 @@ class ExchangeService:
             await self.server.stop()
         if self.p2p is not None:
             await self.p2p.shutdown()  # a replica: closes our client, leaves the shared daemon running
-
-
-def fetch_dag_sync(
-    source: DHT | P2P, store: Blockstore, root_cid: str, providers: Sequence[PeerID | str], deadline_s: float = 600.0
-) -> FetchStats:
-    """One-off fetch from the main thread (no serving): starts a client, fetches, stops it."""
-    with ExchangeService(source, store, serve=False) as service:
-        return service.fetch(root_cid, providers, deadline_s)

@@ -6,8 +6,11 @@ import logging
 import threading
 
 from paris_node.content.blockstore import Blockstore
+from paris_node.content.dag import iter_file, missing_blocks
+from paris_node.errors import ParisError
 from paris_node.home import Home
 from paris_node.node.job import JobRunner, TrainOptions
+from paris_node.records import decode_record
 from paris_node.swarm import keys
 from paris_node.swarm.runner import Prepared, Session, StopSignal, SwarmOptions, run_node
 
@@ -85,15 +88,14 @@ class Node:
         self.session = session
         # serve the run (manifest, shards held whole) from the start, not only once a job is claimed: a node
         # joining right after this one fetches the manifest from here
-        from paris_node.content.dag import missing_blocks
-
         m = self.manifest
         session.announcer.provide([c for c in (m.run_id, *m.cids()) if not missing_blocks(self.store, c)])
         announce_pointer = session.announcer.set_pointer
 
         def set_pointer(job: str, manifest_cid: str, step: int) -> None:  # every publication ends here
             announce_pointer(job, manifest_cid, step)
-            self.on_event("published", {"job": job, "step": step, "cid": manifest_cid})
+            metrics = checkpoint_metrics(self.store, manifest_cid)
+            self.on_event("published", {"job": job, "step": step, "cid": manifest_cid, "metrics": metrics})
 
         session.announcer.set_pointer = set_pointer
 
@@ -130,3 +132,13 @@ class Node:
         self._run = None if learn_run else options.run
         self._fallback_run = fallback_run
         run_node(options, self.job, stop=stop, on_event=on_event, prepare=self.prepare, on_session=self.on_session)
+
+
+def checkpoint_metrics(store, manifest_cid: str) -> dict[str, float]:
+    """The metrics (train_loss, val_loss, val_ratio, samples_per_s) of a checkpoint manifest this node stored."""
+    try:
+        record = decode_record(b"".join(iter_file(store, manifest_cid)), kind="checkpoint")
+        return {k: float(v) for k, v in record.body.metrics.items()}
+    except (OSError, ParisError, ValueError) as e:  # pruned meanwhile: the event goes out without them
+        log.debug("no metrics for %s: %s", manifest_cid, e)
+        return {}

@@ -22,6 +22,10 @@ talking to each other:
   `claiming` lease older than `claim_grace_ms` (a race lasts one settle), and foreign young leases beyond the
   first `max_new_claimants` per job (first-seen order of the reader). Readers that keep watching (standbys,
   owners) also clamp backdating of a lease they first saw while watching to `fresh_clamp_ms`.
+- A watcher also drops, for good, every lease it first saw written into a job that another holder had already
+  been winning for `occupied_ms` by its watch (`born_squatting`): honest nodes never claim a job with a live
+  owner (they wait as its standby), so such a lease is a squatter's whatever statuses its signer publishes,
+  and it cannot inherit the job when the owner crashes.
 
 Clock assumption: node clocks agree within `skew_ms` (default 3 s; hivemind bootstrap refuses larger skew).
 The owner renews at TTL/3, so a live owner's lease never looks expired to a reader within that skew.
@@ -64,6 +68,7 @@ class ClaimRules:
     serve_grace_ms: int = 30_000  # an active lease must be backed by a serving status after this long
     claim_grace_ms: int = 30_000  # a claiming lease older than this is a stalled (or flooding) claim
     max_new_claimants: int = 4  # young foreign leases per job a reader considers (first seen first)
+    occupied_ms: int = 30_000  # a job won this long (by a watcher's watch) is occupied: new leases squat it
 
 
 DEFAULT_RULES = ClaimRules()
@@ -221,4 +226,37 @@ def credible(
             key=lambda x: (seen.get((x.job, x.holder, x.lease_start_ms), now_ms), rank(x, "", first_seen, rules))
         )
         out.extend(group[: rules.max_new_claimants])
+    return out
+
+
+def born_squatting(
+    new: Iterable[Lease],
+    winners: Mapping[str, Lease],
+    held_since: Mapping[str, tuple[str, int]],
+    now_ms: int,
+    *,
+    me: str | None = None,
+    rules: ClaimRules = DEFAULT_RULES,
+) -> list[Lease]:
+    """Of the leases first seen in this read (`new`), those written into an occupied job: a job whose winner in
+    this read (`winners`, job -> lease) is another holder that this watcher has seen winning it continuously since
+    `held_since[job] = (holder, since_ms)`, at least `occupied_ms` before now.
+
+    Honest nodes write a lease only for a job they found free (a claim race lasts a settle plus a jitter, well
+    under `occupied_ms`; a winner whose lease has less than the clock skew left may look expired to a claimer,
+    so it does not count) or for a job they already won, so what this returns is a squatter's lease: the caller
+    keeps ignoring it (by job, holder and lease start), so the lease cannot inherit the job when its owner
+    crashes, whatever statuses its signer publishes. Own leases and released ones never count.
+    """
+    out = []
+    for lease in new:
+        if lease.holder == me or lease.state == RELEASED:
+            continue
+        winner, since = winners.get(lease.job), held_since.get(lease.job)
+        if winner is None or winner.holder == lease.holder or since is None or since[0] != winner.holder:
+            continue
+        if now_ms > winner.expires_ms - rules.skew_ms:
+            continue  # a reader whose clock runs ahead by the skew may already see the job free: a fair claim
+        if now_ms - since[1] >= rules.occupied_ms:
+            out.append(lease)
     return out

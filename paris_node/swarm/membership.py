@@ -28,10 +28,12 @@ from paris_node.swarm.claims import (
     RELEASED,
     ClaimRules,
     Lease,
+    born_squatting,
     choose_job,
     credible,
     is_live,
     may_claim,
+    owners,
     still_owner,
 )
 from paris_node.swarm.dht import dht_now_ms, get_many
@@ -98,6 +100,11 @@ def read_claims(
             logger.debug("re-read %s's lease on its own: %d entries", job, len(again))
             leases = newest_leases([*leases, *again])
     return leases, serving, records
+
+
+def _sighting(lease: Lease) -> tuple[str, str, int]:
+    """What identifies one lease across renewals: (job, holder, lease start)."""
+    return (lease.job, lease.holder, lease.lease_start_ms)
 
 
 def _lease(entry) -> Lease:
@@ -214,6 +221,8 @@ class Membership:
         self.owned_job: str | None = None
         self.lost_event = threading.Event()
         self._first_seen: dict[tuple[str, str, int], int] = {}
+        self._squatters: set[tuple[str, str, int]] = set()  # leases written into an occupied job (ignored)
+        self._held_since: dict[str, tuple[str, int]] = {}  # job -> (winner, since when this watch sees it win)
         self._started_ms = dht_now_ms()
         self.history = LeaseHistory()  # owners seen by this node: the fetcher's eligibility evidence
         self._watch: threading.Thread | None = None
@@ -229,14 +238,22 @@ class Membership:
         # written since, so it may claim an earlier start by `fresh_clamp_ms` at most (instead of `clamp_ms`)
         warm = now - self._started_ms > self.ttl_ms + self.rules.skew_ms
         seen = now - self.rules.fresh_clamp_ms + self.rules.clamp_ms if warm else now
-        for lease in leases:
-            self._first_seen.setdefault((lease.job, lease.holder, lease.lease_start_ms), seen)
+        new = [lease for lease in leases if _sighting(lease) not in self._first_seen]
+        for lease in new:
+            self._first_seen[_sighting(lease)] = seen
         if len(self._first_seen) > 4 * FIRST_SEEN_CAP:  # forget sightings of leases no longer around
-            live = {(x.job, x.holder, x.lease_start_ms) for x in leases}
+            live = {_sighting(x) for x in leases}
             self._first_seen = {k: v for k, v in self._first_seen.items() if k in live}
+            self._squatters &= live
+        leases = [lease for lease in leases if _sighting(lease) not in self._squatters]
         leases = credible(leases, now, serving=serving, first_seen=self._first_seen, me=self.me, rules=self.rules)
+        leases = self._with_mine(leases)
+        leases = self._drop_squatters(leases, new, now)
         self.history.observe(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
         self.history.observe_holdings(statuses or [], now)
+        return leases
+
+    def _with_mine(self, leases: list[Lease]) -> list[Lease]:
         mine = self.announcer.lease
         if mine is not None and self.announcer.lease_ok_ms:
             leases = [lease for lease in leases if not (lease.holder == self.me and lease.job == mine.job)]
@@ -251,6 +268,25 @@ class Membership:
                     self.announcer.lease_ok_ms,
                 )
             )
+        return leases
+
+    def _drop_squatters(self, leases: list[Lease], new: list[Lease], now: int) -> list[Lease]:
+        """Mark and drop the leases first seen in this read that were written into an occupied job (claims.
+        born_squatting), then remember since when each job's winner has been winning (by this watch)."""
+        winners = owners(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
+        squat = born_squatting(new, winners, self._held_since, now, me=self.me, rules=self.rules)
+        if squat:
+            self._squatters.update(_sighting(x) for x in squat)
+            for job in sorted({x.job for x in squat}):
+                n = sum(x.job == job for x in squat)
+                logger.info("ignoring %d lease(s) on %s written while %s... held it (squatting)", n, job,
+                            winners[job].holder[:16])  # fmt: skip
+            leases = [x for x in leases if _sighting(x) not in self._squatters]
+        held = {}
+        for job, lease in winners.items():
+            prev = self._held_since.get(job)
+            held[job] = prev if prev is not None and prev[0] == lease.holder else (lease.holder, now)
+        self._held_since = held
         return leases
 
     def _pick(self, leases: list[Lease], now: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -66,3 +67,10 @@ def any_rank_stopping(stop: threading.Event | None, d: Dist) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=d.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when asked; on CPU (and with bf16 off) full precision."""
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -4,17 +4,18 @@ processes (its DHT process and p2pd) die with it, however it dies."""
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import signal
+import time
 
 import psutil
 import pytest
-from cli_helpers import REPO, run_cli, spawn_cli, stop_group, tiny_run, wait_for
+from cli_helpers import REPO, run_cli, spawn_cli, tiny_run, wait_for
 from click.testing import CliRunner
 
 from paris_node.cli import main
+from paris_node.procs import ProcGroup
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(420)]
 # what `init` needs for a run that trains in seconds (the README's commands then run unchanged)
@@ -29,10 +30,6 @@ def readme_commands() -> list[list[str]]:
     assert [c[:2] for c in cmds] == [["paris-node", "start"], ["paris-node", "fetch"], ["paris-node", "sample"],
                                      ["paris-node", "status"]]  # fmt: skip
     return [c[1:] for c in cmds]
-
-
-def log_text(path) -> str:
-    return path.read_text() if path.exists() else ""
 
 
 def fetch_until_ok(args, home, cwd, timeout: float = 150.0):
@@ -51,17 +48,6 @@ def fetch_until_ok(args, home, cwd, timeout: float = 150.0):
         raise AssertionError(f"fetch never succeeded; last: {res and (res.stdout + res.stderr)[-3000:]}") from None
 
 
-def json_events(log, name: str) -> list[dict]:
-    """`start --events json` lines (stdout) of one kind; log lines (stderr) are skipped."""
-    out = []
-    for line in log_text(log).splitlines():
-        if line.startswith("{"):
-            event = json.loads(line)
-            if event["event"] == name:
-                out.append(event)
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # ~300 s on a loaded 2-core machine: two nodes, three fetches, two samples, two stops
 def test_the_four_commands_as_printed(tmp_path):
@@ -71,12 +57,13 @@ def test_the_four_commands_as_printed(tmp_path):
     assert made.exit_code == 0, made.output
     run_id = made.stdout.strip().splitlines()[-1]
 
-    node = spawn_cli(start, home, tmp_path, tmp_path / "node.log")
+    group = ProcGroup()
+    node = spawn_cli(group, start, home, tmp_path, tmp_path / "node.log")
     fresh_node = None
     try:
-        wait_for(lambda: "owner of expert/0" in log_text(tmp_path / "node.log"), 120, "the node to claim expert/0")
-        maddr = re.search(r"^  (/ip4/\S+/p2p/\S+)$", log_text(tmp_path / "node.log"), re.M)[1]
-        assert run_id in log_text(tmp_path / "node.log")  # it trains the home's run, not the demo
+        node.wait_line(r"owner of expert/0", 120)
+        maddr = next(m[1] for line in node.seen if (m := re.search(r"^  (/ip4/\S+/p2p/\S+)$", line)))
+        assert any(run_id in line for line in node.seen)  # it trains the home's run, not the demo
 
         # a second terminal, same home: no --join, no --run (the home remembers both)
         got = fetch_until_ok(fetch, home, tmp_path)
@@ -106,34 +93,36 @@ def test_the_four_commands_as_printed(tmp_path):
         lines = [ln for ln in bad.stderr.splitlines() if ln.startswith("error: ")]
         assert bad.returncode in (1, 2) and len(lines) == 1 and "Traceback" not in bad.stderr, bad.stderr[-3000:]
         assert "expert-0" in lines[0] and not (cwd2 / "bad.png").exists()
-        fresh_node = spawn_cli([*start, "--join", maddr], tmp_path / "fresh-node", cwd2, tmp_path / "fresh.log")
-        wait_for(lambda: "standby" in log_text(tmp_path / "fresh.log"), 120, "the fresh node to stand by")
-        assert f"run {run_id}" in log_text(tmp_path / "fresh.log")
+        fresh_node = spawn_cli(group, [*start, "--join", maddr], tmp_path / "fresh-node", cwd2, tmp_path / "fresh.log")
+        fresh_node.wait_line(r"standby", 120)
+        assert any(f"run {run_id}" in line for line in fresh_node.seen)
     finally:
         for proc in (fresh_node, node):
             if proc is not None:
-                stop_group(proc, grace=120)  # a sole holder waits for a handoff before it leaves (--handoff-wait)
-    assert node.returncode == 0, log_text(tmp_path / "node.log")[-3000:]
+                proc.terminate(grace=120)  # a sole holder waits for a handoff before it leaves (--handoff-wait)
+        group.close()
+    assert node.proc.returncode == 0, node.tail()
 
 
 def test_kill_9_leaves_no_process_of_the_node(tmp_path):
     home = tmp_path / "home"
     run_id = tiny_run(home)
     args = ["start", "--run", run_id, "--no-progress", "--settle", "1", "--events", "json"]
-    node = spawn_cli(args, home, tmp_path, tmp_path / "n.log")
-    try:
-        ready = wait_for(lambda: json_events(tmp_path / "n.log", "ready"), 120, "the node's ready event")[0]
+    with ProcGroup() as group:
+        node = spawn_cli(group, args, home, tmp_path, tmp_path / "n.log", merge_stderr=False)  # stdout: events only
+        ready = node.wait_for("ready", time.monotonic() + 120)
         assert ready["run"] == run_id and ready["maddrs"] and ready["join"].startswith("paris-node start --join")
-        wait_for(lambda: json_events(tmp_path / "n.log", "claimed"), 60, "the node's claimed event")
-        family = psutil.Process(node.pid).children(recursive=True)
+        node.wait_for("claimed", time.monotonic() + 60)
+        published = node.wait_for("published", time.monotonic() + 120)  # what the demo reads: step and metrics
+        assert published["job"] == "expert/0" and published["step"] > 0 and published["cid"].startswith("baf")
+        assert {"train_loss", "val_loss"} <= set(published["metrics"]), published
+        family = psutil.Process(node.proc.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family)
         assert len(family) >= 2 and "p2pd" in names, names  # the forked DHT process and its p2pd
-        node.send_signal(signal.SIGKILL)
-        node.wait(10)
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait(10)
 
         def all_gone() -> bool:
             return not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
         wait_for(all_gone, 10, f"the node's children {[p.pid for p in family]} to exit")
-    finally:
-        stop_group(node, grace=1)

@@ -11,7 +11,7 @@ from hivemind import DHT
 
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import add_file, export_file
-from paris_node.content.exchange import ExchangeService, fetch_dag_sync
+from paris_node.content.exchange import ExchangeService
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(90)]
 
@@ -44,7 +44,7 @@ def test_service_fetch_between_dht_nodes(two_dhts, tmp_path):
         assert again.blocks_fetched == 0
     export_file(store_b, root, tmp_path / "out.bin")
     assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
-    # The one-shot helper works the same way (fetch-only, no handler registered).
+    # A fetch-only service (no handler registered) works the same way.
     store_c = Blockstore(tmp_path / "c")
-    with ExchangeService(dht_a, store_a):
-        assert fetch_dag_sync(dht_b, store_c, root, [provider], deadline_s=30).blocks_fetched == 5
+    with ExchangeService(dht_a, store_a), ExchangeService(dht_b, store_c, serve=False) as fetch_only:
+        assert fetch_only.fetch(root, [provider], deadline_s=30).blocks_fetched == 5

@@ -9,21 +9,9 @@ from paris_node.content.cid import DAG_PB, RAW, parse_cid
 from paris_node.content.dag import add_file, export_file, missing_blocks, walk_dag
 from paris_node.content.errors import BlockMismatch, BlockNotFound
 from paris_node.content.exchange_server import BlockServer, block_bytes
+from paris_node.fsutil import tree_bytes
 
 SIZE = 3 * 1024 * 1024 + 12345  # 4 raw leaves of 1 MiB under a dag-pb root (unixfs-v1-2025)
-
-
-def disk_bytes(*roots) -> int:
-    """Bytes of the files under `roots`, each inode once (a hard link is one copy)."""
-    seen, total = set(), 0
-    for root in roots:
-        for dirpath, _, files in os.walk(root):
-            for name in files:
-                st = os.stat(os.path.join(dirpath, name))
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_size
-    return total
 
 
 @pytest.fixture
@@ -45,7 +33,7 @@ def installed(tmp_path):
 
 def test_an_installed_file_is_stored_once_and_still_reads_back_whole(installed, tmp_path):
     store, root, out, leaves = installed
-    assert disk_bytes(store.root, out.parent) < 1.1 * SIZE  # store + cache together: the bytes about once
+    assert tree_bytes(store.root, out.parent) < 1.1 * SIZE  # store + cache together: the bytes about once
     st = store.stat()
     assert st["referenced_bytes"] == SIZE and st["bytes"] < 4096  # only the dag-pb root is a copy
     assert all(store.has(c) for c in leaves) and missing_blocks(store, root) == []

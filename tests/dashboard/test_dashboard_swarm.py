@@ -16,17 +16,15 @@ import urllib.request
 
 import pytest
 from browser import chromium, csp_violations, image_loaded, screenshot
-from node_proc import CLI, MADDR, REPO, NodeProc, ProcGroup, cli_node
-from node_proc import ENV as NODE_ENV
+from tiny_swarm import OWNED_JOBS, build_tiny_run, start_owners, tiny_spec
 
-from paris_node.data.manifest import RunSpec, build_run
-from paris_node.home import Home
-from paris_node.identity import load_or_create
+from paris_node.procs import CLI, REPO, NodeProc, ProcGroup, cli_node
+from paris_node.procs import ENV as NODE_ENV
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(480)]
 ENV = dict(NODE_ENV, DISPLAY="")
 COMMON = ["--lease-ttl", "20", "--settle", "1.5", "--no-progress", "--threads", "1", "--publish-every", "10"]
-JOBS = ["expert/0", "expert/1", "router"]
+JOBS = OWNED_JOBS
 
 
 def _api(url: str) -> dict:
@@ -60,32 +58,18 @@ def _wait_ready(url: str, procs: list[NodeProc], timeout: float) -> dict:
 @pytest.fixture(scope="module")
 def swarm(tmp_path_factory):
     root = tmp_path_factory.mktemp("dash-swarm")
-    spec = RunSpec(
-        name="dash-e2e",
-        dataset="shapes:96",
-        samples=96,
-        experts=2,
-        expert_preset="tiny",
-        router_preset="tiny",
-        batch=8,
-        lr=1e-3,
-        ema=0.9,
-        steps=100_000,
-        publish_every_steps=10,
-        fine_clusters=8,
-    )
-    home = Home(root / "a").ensure()
-    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    spec = tiny_spec("dash-e2e", samples=96, lr=1e-3, ema=0.9, steps=100_000, fine_clusters=8)
+    run = build_tiny_run(root / "a", spec)
     procs: dict[str, NodeProc] = {}
     with ProcGroup() as group:
-        a = procs["a"] = cli_node(
-            group, "a", root / "a", "start", "--run", run, "--dashboard", "127.0.0.1:0", *COMMON, env=ENV
-        )
-        maddr = a.wait_line(MADDR, 90)[1]
-        for name in ("b", "c"):
-            procs[name] = cli_node(group, name, root / name, "start", "--run", run, "--join", maddr, *COMMON, env=ENV)
-        owners = sorted(procs[n].wait_line(r"owner of (\S+)", 120)[1] for n in ("a", "b", "c"))
-        assert owners == JOBS
+
+        def start(name: str, args: list[str]) -> NodeProc:
+            extra = ["--dashboard", "127.0.0.1:0"] if name == "a" else []
+            procs[name] = cli_node(group, name, root / name, "start", *args, *extra, *COMMON, env=ENV)
+            return procs[name]
+
+        maddr, _ = start_owners(start, run)
+        a = procs["a"]
         reader = procs["reader"] = cli_node(
             group, "reader", root / "reader", "dashboard", "--run", run, "--join", maddr, "--listen", "127.0.0.1:0",
             "--every", "2", env=ENV,

@@ -18,6 +18,7 @@ from hivemind.dht.routing import DHTID
 from hivemind.dht.storage import DictionaryDHTValue
 from safetensors.torch import load_file, save_file
 
+from paris_node import __version__
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.exchange import ExchangeService
 from paris_node.home import Home
@@ -25,7 +26,7 @@ from paris_node.identity import Identity, load_or_create
 from paris_node.node import cache
 from paris_node.node.publish import store_checkpoint
 from paris_node.node.session import held_run
-from paris_node.records import LeasePayload, PointerPayload, sign_record
+from paris_node.records import LeasePayload, PointerPayload, StatusPayload, sign_record
 from paris_node.swarm import keys
 from paris_node.swarm.announcer import POINTER_TTL_S, Announcer
 from paris_node.swarm.dht import dht_now_ms, start_dht, stop_dht, store, visible_maddrs
@@ -41,17 +42,19 @@ class _Spam:
     """Runs in the attacker's DHT process: sign and store records there (hivemind's pipe chokes on big calls).
 
     kind "pointer": `n` pointers per job, each by a fresh key, naming garbage_cid(seed, i) at `step`;
-    kind "lease": `n` active leases on each job by fresh keys, backdated as far as readers allow.
+    kind "lease": `n` active leases on each job by fresh keys, backdated as far as readers allow; the first
+    `serving` of those keys also store a status saying they train that job (so the leases look worked).
     """
 
-    def __init__(self, kind: str, run: str, jobs: list[str], n: int, step: int = 0, seed: str = ""):
+    def __init__(self, kind: str, run: str, jobs: list[str], n: int, step: int = 0, seed: str = "", serving=0):
         self.kind, self.run, self.jobs, self.n, self.step, self.seed = kind, run, jobs, n, step, seed
+        self.serving = serving
 
     async def __call__(self, _dht, node):
         now = dht_now_ms()
         entries, i = [], 0
         for job in self.jobs:
-            for _ in range(self.n):
+            for k in range(self.n):
                 who = Identity.generate()
                 if self.kind == "pointer":
                     body = PointerPayload(job=job, manifest_cid=garbage_cid(self.seed, i), step=self.step, seq=0)
@@ -61,6 +64,10 @@ class _Spam:
                         job=job, peer=who.peer_id, lease_start_ms=now - 59_000, seq=0, ttl_ms=600_000, state="active"
                     )
                     key, exp = keys.lease_key(self.run, job), (now + 600_000) / 1000
+                    if k < self.serving:
+                        status = StatusPayload(role="expert", peer=who.peer_id, version=__version__, job=job)
+                        rec = sign_record(who, status, run=self.run, issued_ms=now)
+                        entries.append((keys.status_key(self.run), who.node_id, rec.to_bytes(), exp - 10))
                 rec = sign_record(who, body, run=self.run, issued_ms=now)
                 entries.append((key, who.node_id, rec.to_bytes(), exp))
                 i += 1
@@ -115,9 +122,10 @@ class MaliciousPeer:
         self.stored = self.dht.run_coroutine(_Spam("pointer", self.run, jobs, per_job, step=step, seed=seed))
         return [garbage_cid(seed, i) for i in range(per_job * len(jobs))]
 
-    def flood_leases(self, job: str, n: int) -> int:
-        """`n` valid active leases on `job` from fresh keys (about 1.9 KB each), backdated; how many were stored."""
-        return self.dht.run_coroutine(_Spam("lease", self.run, [job], n))
+    def flood_leases(self, job: str, n: int, serving: int = 0) -> int:
+        """`n` valid active leases on `job` from fresh keys (about 1.9 KB each), backdated, the first `serving` of
+        them with a status saying they train `job`; how many entries (leases and statuses) were stored."""
+        return self.dht.run_coroutine(_Spam("lease", self.run, [job], n, serving=serving))
 
     def poison(self, jobs: list[str]) -> int:
         """Serve malformed dictionaries for the run's lease, pointer and status keys from now on."""

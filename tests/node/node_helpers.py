@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_swarm import tiny_spec
 
 from paris_node.checkpoint import FORMAT_VERSION, CheckpointFormatError, sha256_file
 from paris_node.checkpoint.format import ROLE_OF_FILE
 from paris_node.content.blockstore import Blockstore
 from paris_node.content.cid import DAG_PB, block_links, parse_cid
 from paris_node.content.dag import add_bytes, add_file
-from paris_node.data.manifest import RunManifest, RunSpec
+from paris_node.data.manifest import RunManifest
 from paris_node.data.prepare import shard_path
 from paris_node.data.shards import ShardDataset
 from paris_node.home import Home
@@ -37,17 +38,7 @@ from paris_node.records import CheckpointPayload, PointerPayload, SignedRecord, 
 from paris_node.training.router_trainer import LabelledClusters, train_router
 from paris_node.training.trainer import TrainConfig, train
 
-TINY_SPEC = RunSpec(
-    name="node-tests",
-    dataset="shapes:128",
-    samples=128,
-    experts=2,
-    expert_preset="tiny",
-    router_preset="tiny",
-    steps=20,
-    batch=8,
-    publish_every_steps=10,
-)
+TINY_SPEC = tiny_spec("node-tests", samples=128, experts=2)
 EXPERT_JOB = "expert/1"  # expert 1: the cluster of the tiny run with more than one validation sample
 
 

@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from node_proc import CLI, ENV, MADDR, REPO, NodeProc
+from tiny_swarm import build_tiny_run, start_owners, tiny_spec
 
-from paris_node.data.manifest import RunSpec, build_run
-from paris_node.home import Home
-from paris_node.identity import load_or_create
+from paris_node.procs import CLI, ENV, MADDR, REPO, NodeProc
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(400)]
 TTL = 20
@@ -64,33 +62,16 @@ def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def swarm(tmp_path_factory):
     root = tmp_path_factory.mktemp("swarm")
-    spec = RunSpec(
-        name="e2e",
-        dataset="shapes:192",
-        samples=192,
-        experts=2,
-        expert_preset="tiny",
-        router_preset="tiny",
-        batch=8,
-        lr=1e-3,
-        ema=0.9,
-        steps=100_000,
-        publish_every_steps=10,
-        fine_clusters=16,
-    )
-    home = Home(root / "a").ensure()
-    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    spec = tiny_spec("e2e", samples=192, lr=1e-3, ema=0.9, steps=100_000, fine_clusters=16)
+    run = build_tiny_run(root / "a", spec)
     nodes: dict[str, Node] = {}
+
+    def start(name: str, args: list[str]) -> Node:
+        nodes[name] = Node(name, root / name, *args, *COMMON)
+        return nodes[name]
+
     try:
-        nodes["a"] = Node("a", root / "a", "--run", run, *COMMON)
-        maddr = nodes["a"].wait_line(MADDR, 90)[1]
-        nodes["a"].maddr = maddr
-        for name in ("b", "c"):
-            nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
-        owners = {}
-        for name in ("a", "b", "c"):
-            owners[nodes[name].wait_line(r"owner of (\S+)", 120)[1]] = name
-        assert sorted(owners) == ["expert/0", "expert/1", "router"]
+        maddr, owners = start_owners(start, run)
         nodes["d"] = Node("d", root / "d", "--run", run, "--join", maddr, *COMMON)
         nodes["d"].wait_line(r"standby", 90)
         for node in nodes.values():

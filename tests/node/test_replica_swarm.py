@@ -17,10 +17,11 @@ import time
 
 import pytest
 from test_node_swarm import Node
+from tiny_swarm import build_tiny_run, start_owners, tiny_spec
 
-from paris_node.data.manifest import RunSpec, build_run
 from paris_node.home import Home
 from paris_node.identity import load_or_create
+from paris_node.procs import MADDR
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(400)]
 BUDGET = 20
@@ -28,27 +29,17 @@ COMMON = ["--lease-ttl", "20", "--settle", "1.5", "--no-progress", "--threads", 
 
 
 def test_the_only_owner_leaves_and_a_new_node_resumes_from_its_last_step(tmp_path):
-    spec = RunSpec(
-        name="replica",
-        dataset="shapes:96",
-        samples=96,
-        experts=1,
-        expert_preset="tiny",
-        router_preset="tiny",
-        batch=8,
-        steps=BUDGET,
-        publish_every_steps=10,
-    )
+    spec = tiny_spec("replica", samples=96, experts=1, steps=BUDGET)
     # Publishers are listed: on an open run a node that joins after the owner left never saw its lease, and the
     # fetcher's selection (node/selection.py) refuses such a signer's pointer; the listed tier does not need it.
     a_id, b_id = (load_or_create(Home(tmp_path / n).ensure().identity_path) for n in ("a", "b"))
     spec = dataclasses.replace(spec, publishers=(a_id.node_id, b_id.node_id))
-    run, _ = build_run(spec, Home(tmp_path / "a"), a_id)
+    run = build_tiny_run(tmp_path / "a", spec, a_id)
     nodes: list[Node] = []
     try:
         a = Node("a", tmp_path / "a", "--run", run, "--handoff-wait", "120", *COMMON)
         nodes.append(a)
-        maddr = a.wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
+        maddr = a.wait_line(MADDR, 90)[1]
         a.wait_line(r"owner of expert/0", 120)
         a.wait_line(rf"published expert/0 step {BUDGET}:", 180)
         a.wait_line(r"reached step \d+ \(the run's budget\)", 60)
@@ -74,20 +65,16 @@ def test_on_an_open_run_a_node_that_joins_after_the_owner_left_resumes_from_a_vo
     holds a verified copy; a node that joins afterwards never saw that owner's lease, yet resumes from its step:
     a current owner's status vouches for the copy it verified (node/selection.py, tier 'vouched')."""
     budget = 60
-    spec = RunSpec(
-        name="replica-open", dataset="shapes:192", samples=192, experts=2, expert_preset="tiny",
-        router_preset="tiny", batch=8, lr=1e-3, steps=budget, publish_every_steps=20, fine_clusters=16,
-    )  # fmt: skip
-    home = Home(tmp_path / "a").ensure()
-    run, _ = build_run(spec, home, load_or_create(home.identity_path))
+    spec = tiny_spec("replica-open", samples=192, lr=1e-3, steps=budget, publish_every_steps=20, fine_clusters=16)
+    run = build_tiny_run(tmp_path / "a", spec)
     nodes: dict[str, Node] = {}
+
+    def start(name: str, args: list[str]) -> Node:
+        nodes[name] = Node(name, tmp_path / name, *args, "--handoff-wait", "120", *COMMON)
+        return nodes[name]
+
     try:
-        nodes["a"] = Node("a", tmp_path / "a", "--run", run, "--handoff-wait", "120", *COMMON)
-        maddr = nodes["a"].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
-        for name in ("b", "c"):
-            nodes[name] = Node(name, tmp_path / name, "--run", run, "--join", maddr, "--handoff-wait", "120", *COMMON)
-        owners = {nodes[n].wait_line(r"owner of (\S+)", 120)[1]: n for n in ("a", "b", "c")}
-        assert sorted(owners) == ["expert/0", "expert/1", "router"]
+        _, owners = start_owners(start, run)
         leaver = nodes[owners["expert/0"]]
         others = [n for name, n in nodes.items() if n is not leaver]
         leaver.wait_line(rf"published expert/0 step {budget}:", 240)
@@ -101,7 +88,7 @@ def test_on_an_open_run_a_node_that_joins_after_the_owner_left_resumes_from_a_vo
 
         leaver.proc.send_signal(signal.SIGTERM)
         assert leaver.proc.wait(120) == 0  # another holder exists: it leaves at once
-        via = others[0].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 5)[1]  # the leaver may be `a`
+        via = others[0].wait_line(MADDR, 5)[1]  # the leaver may be `a`
         d = Node("d", tmp_path / "d", "--run", run, "--join", via, *COMMON)
         nodes["d"] = d
         d.wait_line(r"owner of expert/0", 120)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from node_proc import ProcGroup, cli_node
 from safetensors.torch import load_file
 from tiny_pixart import save_tiny_pixart, tensors
 
@@ -17,6 +16,7 @@ from paris_node.content.blockstore import Blockstore
 from paris_node.content.dag import missing_blocks
 from paris_node.data.manifest import load_run
 from paris_node.home import Home
+from paris_node.procs import ProcGroup, cli_node
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(300)]
 QUICK = ["--settle", "1.5", "--lease-ttl", "20", "--no-progress", "--threads", "1", "--mirror-every", "0"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from paris_node.models.flow import T_SCALE
+
 SHAPE = (3, 4, 4)
 
 
@@ -55,7 +57,7 @@ class PointMassExpert(nn.Module):
         self.prediction = prediction
 
     def forward(self, x: Tensor, t: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
-        s = (t / 1000.0).reshape(-1, 1, 1, 1)
+        s = (t / T_SCALE).reshape(-1, 1, 1, 1)
         eps = (x - (1 - s) * self.x0) / s
         return eps - self.x0 if self.prediction == "velocity" else eps
 

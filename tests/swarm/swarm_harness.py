@@ -1,5 +1,5 @@
 """Launch `python -m paris_node.swarm` node processes on 127.0.0.1 and read their JSON-line events (a thin
-layer over tests/helpers/node_proc.py).
+layer over paris_node/procs.py).
 
 A node started with `gated=True` runs tests/swarm/gated_node.py instead: it holds before its first claim until
 `release()` (several nodes released together claim at the same instant).
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from node_proc import REPO, NodeProc, ProcGroup
+from paris_node.procs import REPO, NodeProc, ProcGroup
 
 TTL, SETTLE, JITTER, SKEW_MS = 4.0, 1.5, 0.5, 300
 COMMON = ["--ttl", str(TTL), "--settle", str(SETTLE), "--jitter", str(JITTER), "--skew-ms", str(SKEW_MS)]

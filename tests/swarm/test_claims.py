@@ -6,6 +6,7 @@ from paris_node.swarm.claims import (
     RELEASED,
     ClaimRules,
     Lease,
+    born_squatting,
     choose_job,
     credible,
     free_jobs,
@@ -147,3 +148,41 @@ def test_without_statuses_the_serving_rule_is_not_applied():
     assert credible([old], now, serving=None, rules=R) == [old]
     assert credible([old], now, serving={"a": "expert/1"}, rules=R) == []  # serves another job
     assert credible([L("expert/0", "b", T, RELEASED, issued=now)], now, serving={}, rules=R)  # kept: says "free"
+
+
+def test_leases_written_into_an_occupied_job_are_squatters_even_with_serving_statuses():
+    now = T + 100_000
+    honest = L("expert/0", "honest", T, issued=now - 1000)  # renewed a second ago: 29 s of its TTL left
+    flood = sybils(20, start=now - 59_000, issued=now - 500)  # each key also says it serves expert/0
+    serving = {"honest": "expert/0", **{x.holder: "expert/0" for x in flood}}
+    kept = credible([honest, *flood], now, serving=serving, rules=R)
+    assert set(flood) <= set(kept)  # the serving rule alone keeps them: after a crash, one would inherit the job
+    winners = owners(kept, now, run=RUN, rules=R)
+    assert winners["expert/0"].holder == "honest"
+    watched = {"expert/0": ("honest", now - R.occupied_ms)}  # this watcher has seen the owner win for 30 s
+    assert born_squatting(flood, winners, watched, now, rules=R) == flood
+    # the owner's crash then frees the job for a standby that dropped them
+    later = now + 30_000 + 3001
+    assert free_jobs([honest], JOBS, later, "standby", rules=R) == JOBS
+
+
+def test_fair_claims_are_not_squatters():
+    now = T + 100_000
+    honest = L("expert/0", "honest", T, issued=now - 1000)
+    winners = {"expert/0": honest}
+    newcomer = L("expert/0", "b", now - 1000, CLAIMING, issued=now - 1000)
+    # a race: the winner has won for less than occupied_ms by this watch
+    assert born_squatting([newcomer], winners, {"expert/0": ("honest", now - 5_000)}, now, rules=R) == []
+    # a watcher that never saw the winner win (just started, or the winner changed) marks nothing
+    assert born_squatting([newcomer], winners, {}, now, rules=R) == []
+    assert born_squatting([newcomer], winners, {"expert/0": ("other", now - 60_000)}, now, rules=R) == []
+    # the winner's lease is about to expire: a claimer whose clock runs ahead by the skew may see the job free
+    dying = L("expert/0", "honest", T, issued=now - 30_000 + 2_000)
+    long_ago = {"expert/0": ("honest", now - 60_000)}
+    assert born_squatting([newcomer], {"expert/0": dying}, long_ago, now, rules=R) == []
+    # own leases, the winner's own new lease and released leases never count
+    own = L("expert/0", "me", now - 1000)
+    renewed = L("expert/0", "honest", now - 1000)
+    released = L("expert/0", "c", now - 1000, RELEASED)
+    assert born_squatting([own, renewed, released], winners, long_ago, now, me="me", rules=R) == []
+    assert born_squatting([newcomer], winners, long_ago, now, rules=R) == [newcomer]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 
 import pytest
 
-from paris_node.identity import load_or_create
+from paris_node import __version__
+from paris_node.identity import Identity, load_or_create
+from paris_node.records import LeasePayload, StatusPayload, sign_record
 from paris_node.swarm import keys
 from paris_node.swarm.announcer import Announcer
 from paris_node.swarm.claims import ClaimRules
-from paris_node.swarm.dht import join_command, start_dht, visible_maddrs
+from paris_node.swarm.dht import dht_now_ms, join_command, start_dht, store, visible_maddrs
 from paris_node.swarm.membership import (
     Membership,
     peers_providing,
@@ -81,4 +85,68 @@ def test_claim_announce_read_and_release(tmp_path):
         assert [lease.state for lease in read_leases(dht, "one", jobs)] == ["released"]
         assert [r.body.role for r in read_statuses(dht, "one")] == ["offline"]
     finally:
+        dht.shutdown()
+
+
+def _put(dht, run: str, who, payload, key: str, ttl_ms: int) -> None:
+    now = dht_now_ms()
+    record = sign_record(who, payload, run=run, issued_ms=now)
+    assert store(dht, key, who.node_id, record.to_bytes(), (now + ttl_ms) / 1e3)
+
+
+def _worked_claim(dht, run: str, who, job: str, start_ms: int, ttl_ms: int) -> None:
+    """An active lease on `job` and a status saying its holder trains it: what a serving owner looks like."""
+    lease = LeasePayload(job=job, peer=who.peer_id, lease_start_ms=start_ms, seq=0, ttl_ms=ttl_ms, state="active")
+    _put(dht, run, who, lease, keys.lease_key(run, job), ttl_ms)
+    status = StatusPayload(role="expert", peer=who.peer_id, version=__version__, job=job)
+    _put(dht, run, who, status, keys.status_key(run), 60_000)
+
+
+def test_a_standby_that_watched_the_owner_ignores_leases_written_into_its_job(tmp_path, caplog):
+    """Sybil leases stored while an owner holds the job, each key with a status saying it trains the job, would
+    inherit the job at the owner's crash by their (backdated) start; a standby that saw them arrive ignores them
+    (claims.born_squatting) and takes the job over once the owner's lease expires."""
+    caplog.set_level(logging.INFO, logger="paris_node.swarm.membership")
+    run, job = "sq", "expert/0"
+    owner, standby = Identity.generate(), load_or_create(tmp_path / "b.key")
+    dht = start_dht(tmp_path / "b.key")
+    stop, crashed = threading.Event(), threading.Event()
+    rules = ClaimRules(skew_ms=200, occupied_ms=1_000)
+    start = dht_now_ms() - 60_000  # it has held the job for a minute (more than any backdating a reader allows)
+
+    def renew() -> None:  # the owner: renews every second until it "crashes" (stops without releasing)
+        while not crashed.wait(1.0):
+            _worked_claim(dht, run, owner, job, start, 3_000)
+
+    _worked_claim(dht, run, owner, job, start, 3_000)
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    ann = Announcer(dht, standby, run).start()
+    m = Membership(dht, standby, run, keys.jobs_for(1), claim=0, ttl=3.0, settle=0.3, jitter=0.0, rules=rules,
+                   announcer=ann)  # fmt: skip
+    got: list[str | None] = []
+    claimer = threading.Thread(target=lambda: got.append(m.acquire(stop)), daemon=True)
+    try:
+        claimer.start()
+        poll(lambda: m.history.current_owner(job, dht_now_ms()) == owner.node_id)
+        seen = dht_now_ms()
+        # the standby has watched for a whole TTL (a lease it sees from now on may backdate itself by at most
+        # fresh_clamp_ms, so the owner still wins its view) and seen the owner win for occupied_ms
+        poll(lambda: dht_now_ms() - seen > 3_000 + rules.skew_ms + rules.occupied_ms)
+        sybils = [Identity.generate() for _ in range(5)]
+        for who in sybils:
+            _worked_claim(dht, run, who, job, dht_now_ms() - 59_000, 600_000)
+        ignored = re.compile(r"ignoring (\d+) lease\(s\) on expert/0 written while")  # one line per read
+        poll(lambda: sum(int(n) for n in ignored.findall(caplog.text)) == len(sybils))
+        assert not got  # still a standby: the owner renews
+        crashed.set()
+        claimer.join(15.0)  # TTL 3 s + skew + poll + settle, with slack
+        assert got == [job], "the standby did not take over: a sybil lease inherited the job"
+        assert m.owned_job == job
+    finally:
+        crashed.set()
+        stop.set()
+        claimer.join(10.0)
+        m.release()
+        ann.stop()
         dht.shutdown()

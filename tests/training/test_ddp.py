@@ -4,8 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from procs import stop_group
 from safetensors.torch import load_file
+
+from paris_node.procs import stop_group
 
 SCRIPT = """
 import faulthandler, sys, torch

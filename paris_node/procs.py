@@ -1,10 +1,13 @@
-"""One harness for the child node processes that tests and scripts start (tests/helpers is on the tests' path).
+"""Starting and stopping paris-node processes from scripts and tests (the demo, the benches, the swarm tests).
 
-`NodeProc` runs a caller-given argv in its own process group (so p2pd and DHT children die with it); a thread
+Not used by the node itself; stdlib only, so a script imports it without the node's dependencies loaded.
+
+`NodeProc` runs a caller-given argv in its own process group (so the DHT process and p2pd die with it); a thread
 pumps its stdout line by line into a log file and a queue. Waits read from the queue with a deadline and fail
-fast, with the log's tail, once the process has exited. Lines that are JSON objects with an `event` key (the
-swarm node's stdout, `paris-node start --json`) are also kept as events. `ProcGroup` kills every process it
-started on `close()` (or on leaving its `with` block), whatever state each is in.
+fast, with the log's tail, once the process has exited. Lines that are JSON objects with an `event` key
+(`paris-node start --events json`: ready, claimed, published, ...) are also kept as events. `ProcGroup` stops
+every process it started on `stop()` (SIGTERM, a grace period, then SIGKILL of every group) or kills them on
+`close()` (or on leaving its `with` block), whatever state each is in.
 """
 
 from __future__ import annotations
@@ -21,20 +24,44 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from procs import stop_group
+__all__ = ["CLI", "ENV", "MADDR", "REPO", "NodeProc", "ProcExited", "ProcGroup", "cli_node", "stop_group"]
 
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from paris_node.cli import main; main()"]
+REPO = Path(__file__).resolve().parents[1]
+# `paris-node` as a child process of this interpreter (works without the console script on PATH)
+CLI = [sys.executable, "-c", "from paris_node.cli import main; main(prog_name='paris-node')"]
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 MADDR = r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)"
+
+
+class ProcExited(AssertionError):
+    """A started process exited (or never printed what was waited for); the message holds its log's tail."""
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM the process, up to `grace` seconds for a clean exit, then SIGKILL its whole group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: the group id is the child's pid
+    except OSError:
+        pass
+    proc.wait(10)
 
 
 class NodeProc:
     """A child process whose stdout is read line by line (`seen`) and as JSON events (`history`).
 
-    With `merge_stderr` (the CLI, which logs to stderr) both streams go through the pump into `log`; without it
-    (the swarm node, whose stdout is JSON only) stderr is appended to `log` directly, so a log line can never
-    split an event line.
+    With `merge_stderr` (the CLI with text output, which logs to stderr) both streams go through the pump into
+    `log`; without it (`start --events json`, whose stdout is JSON only) stderr is appended to `log` directly, so
+    a log line can never split an event line.
     """
 
     def __init__(
@@ -104,7 +131,7 @@ class NodeProc:
         try:
             return self.lines.get_nowait()
         except queue.Empty:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}; log tail:\n{self.tail()}") from None
+            raise ProcExited(f"{self.name} exited with {self.proc.returncode}; log tail:\n{self.tail()}") from None
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -135,7 +162,7 @@ class NodeProc:
             self._keep(line)
             if m := re.search(pattern, line):
                 return m
-        raise AssertionError(f"{self.name}: no line matching {pattern!r} in {timeout}s; log tail:\n{self.tail()}")
+        raise ProcExited(f"{self.name}: no line matching {pattern!r} in {timeout}s; log tail:\n{self.tail()}")
 
     def drain(self) -> list[dict]:
         """Events printed so far that were not read yet."""
@@ -153,7 +180,7 @@ class NodeProc:
             ev = self._keep(line)
             if ev is not None and ev["event"] == name and pred(ev):
                 return ev
-        raise AssertionError(f"{self.name}: no {name!r} event before the deadline; got {self.history[-5:]}")
+        raise ProcExited(f"{self.name}: no {name!r} event before the deadline; got {self.history[-5:]}")
 
     def last(self, name: str) -> dict | None:
         self.poll_lines()
@@ -164,18 +191,24 @@ class NodeProc:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def check_alive(self) -> None:
+        """Raise ProcExited, with the log's tail, if the process has exited."""
+        if self.proc.poll() is not None:
+            raise ProcExited(f"{self.name} exited with code {self.proc.returncode}; end of {self.log}:\n{self.tail()}")
+
     def kill9(self) -> None:
         """SIGKILL the whole group (also its p2pd/DHT children if the node itself is already gone)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        _kill_group(self.proc)
 
     def terminate(self, grace: float = 15.0) -> int | None:
         """SIGTERM, up to `grace` seconds for a clean exit, then SIGKILL the group; the node's own exit code."""
         stop_group(self.proc, grace)
         return self.proc.returncode
+
+    def finish_reading(self, timeout: float = 5.0) -> None:
+        """After the process exited: wait (up to `timeout`) for the pump to read its last lines, keep them."""
+        self._pump_thread.join(timeout)
+        self.poll_lines()
 
 
 class ProcGroup:
@@ -188,6 +221,29 @@ class ProcGroup:
         node = NodeProc(name, argv, log, **kw)
         self.procs.append(node)
         return node
+
+    def check_alive(self) -> None:
+        """Raise ProcExited for the first process that has exited."""
+        for node in self.procs:
+            node.check_alive()
+
+    def stop(self, grace: float = 60.0) -> list[str]:
+        """SIGTERM every live process at once (each stops its own DHT and p2pd), up to `grace` seconds for all,
+        then SIGKILL every group (children a killed node left behind too); the names of those that needed it."""
+        alive = [node for node in self.procs if node.proc.poll() is None]
+        for node in alive:
+            node.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        late = []
+        for node in alive:
+            try:
+                node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                late.append(node.name)
+        self.close()
+        for node in self.procs:
+            node.finish_reading()
+        return late
 
     def close(self) -> None:
         for node in self.procs:
