@@ -65,7 +65,8 @@ def swarm(tmp_path_factory):
 
         def start(name: str, args: list[str]) -> NodeProc:
             extra = ["--dashboard", "127.0.0.1:0"] if name == "a" else []
-            procs[name] = cli_node(group, name, root / name, "start", *args, *extra, *COMMON, env=ENV)
+            argv = ["start", "--events", "json", *args, *extra, *COMMON]
+            procs[name] = cli_node(group, name, root / name, *argv, env=ENV)
             return procs[name]
 
         maddr, _ = start_owners(start, run)

@@ -10,22 +10,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
 from node_helpers import TINY_SPEC, FetcherHome, TinyRun, fetcher_home_for, train_tiny_expert, train_tiny_router
+from torch_threads import one_torch_thread  # noqa: F401  (autouse: one torch thread per test)
 
 from paris_node.content.blockstore import Blockstore
 from paris_node.data.manifest import build_run, load_run
 from paris_node.home import Home
 from paris_node.identity import Identity
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Other test processes share 2 cores; one thread keeps timings stable and scores reproducible."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

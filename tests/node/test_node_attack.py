@@ -50,17 +50,18 @@ def attacked(tmp_path_factory):
     try:
         # a (the run's creator, every shard, the address everyone joins) trains the router: the tests kill experts
         nodes["a"] = Node("a", root / "a", "--run", run, "--claim", "router", *COMMON)
-        maddr = nodes["a"].wait_line(r"(/ip4/127\.0\.0\.1/tcp/\d+/p2p/12D3KooW\w+)", 90)[1]
+        maddr = nodes["a"].maddr
         for name in ("b", "c"):
             nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
-        owners = {nodes[n].wait_line(r"owner of (\S+)", 120)[1]: n for n in ("a", "b", "c")}
+        deadline = time.monotonic() + 120
+        owners = {nodes[n].wait_for("claimed", deadline)["job"]: n for n in ("a", "b", "c")}
         assert sorted(owners) == ["expert/0", "expert/1", "router"]
         for name in ("d", "e"):  # two standbys: each kill test needs one
             nodes[name] = Node(name, root / name, "--run", run, "--join", maddr, *COMMON)
-            nodes[name].wait_line(r"standby", 90)
-        ids = {n: nodes[n].wait_line(r"^node (z6Mk\w+)", 30)[1] for n in nodes}
+            nodes[name].wait_for("standby", time.monotonic() + 90)
+        ids = {n: nodes[n].ready()["node_id"] for n in nodes}
         for job, name in owners.items():  # an honest checkpoint of every job exists before the attack
-            nodes[name].wait_line(rf"published {job} step ([4-9]\d|\d{{3,}}):", 150)
+            nodes[name].wait_published(job, 40, 150)
         jobs = keys.jobs_for(2)
         mallory = MaliciousPeer(root, run, [maddr])
         mallory.takeover_pointer("expert/0")
@@ -141,27 +142,21 @@ def test_standby_takes_over_a_crashed_owner_under_the_attack(attacked):
         while min(ignored(n) for n in survivors) < 45 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert min(ignored(n) for n in survivors) >= 45, {n.name: ignored(n) for n in survivors}
-        marks = {n.name: len(n.seen) for n in survivors}
+        marks = {n.name: n.mark() for n in survivors}
         victim.kill()
         t0 = time.monotonic()
         successor = None
         while successor is None and time.monotonic() < t0 + TAKEOVER_S + 60:
-            for n in survivors:
-                n.published()
-                for line in n.seen[marks[n.name] :]:
-                    if re.search(r"owner of expert/0", line) and successor is None:
-                        successor = n
-            time.sleep(0.2)
+            successor = next((n for n in survivors if n.events("claimed", marks[n.name], job="expert/0")), None)
+            time.sleep(0.2)  # polling the survivors' events with a deadline
+        took = time.monotonic() - t0
     finally:
         sybil.close()
-    took = time.monotonic() - t0
     assert successor is not None, "nobody took over expert/0 (the lease flood or the DHT attack squats it)"
     assert took <= TAKEOVER_S, f"takeover took {took:.0f} s"
-    first = int(successor.wait_line(r"published expert/0 step (\d+):", 120)[1])
+    first = successor.wait_published("expert/0", 0, 120, since=marks[successor.name])
     assert first < BUDGET  # it keeps training the job (the attacker's step 1,000,400 would have stopped it)
-    resumed = [
-        int(m[1]) for line in successor.seen if (m := re.search(r"expert/0: taking over from step (\d+)", line))
-    ]
+    resumed = [ev["step"] for ev in successor.events("took_over", marks[successor.name], job="expert/0")]
     assert all(r < first for r in resumed)  # resumed (if at all) from an honest checkpoint, then trained on
 
 
@@ -181,7 +176,8 @@ def test_a_lease_owner_cannot_freeze_its_job_with_an_all_zero_checkpoint(attacke
     while not mirrored_steps(survivors) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert mirrored_steps(survivors), "no standby mirrored expert/1"
-    marks = {n.name: len(n.seen) for n in survivors}
+    marks = {n.name: n.mark() for n in survivors}
+    lines = {n.name: len(n.seen) for n in survivors}  # its log: the refusal is a diagnostic line, not an event
     victim.kill()  # the owner goes quiet: its lease stays valid until it expires (TTL)
     published = [(step, cid) for j, step, cid in victim.published() if j == job]
     attacker = ZeroCheckpointOwner(s["root"], Home(s["root"] / victim.name), s["run"], job)
@@ -193,23 +189,22 @@ def test_a_lease_owner_cannot_freeze_its_job_with_an_all_zero_checkpoint(attacke
         successor = None
         deadline = time.monotonic() + TAKEOVER_S + 60
         while successor is None and time.monotonic() < deadline:
-            for n in survivors:
-                n.published()
-                if any(re.search(r"owner of expert/1", line) for line in n.seen[marks[n.name] :]):
-                    successor = n
-            time.sleep(0.2)
+            successor = next((n for n in survivors if n.events("claimed", marks[n.name], job=job)), None)
+            time.sleep(0.2)  # polling the survivors' events with a deadline
         assert successor is not None, "nobody took over expert/1"
-        first = int(successor.wait_line(r"published expert/1 step (\d+):", 180)[1])
-        log = successor.seen[marks[successor.name] :]
+        first = successor.wait_published(job, 0, 180, since=marks[successor.name])
+        log = successor.seen[lines[successor.name] :]
         # the successor refused the zero checkpoint: by its score, or (when its mirror had scored it first) because
         # the signer is penalised for it; it resumed from an honest one
         refused = [line for line in log if f"not resuming from step {zero_step}" in line]
         assert refused and ("zero predictor" in refused[0] or "penalised" in refused[0]), log[-30:]
-        resumed = [int(m[1]) for line in log if (m := re.search(r"expert/1: taking over from step (\d+)", line))]
+        resumed = [ev["step"] for ev in successor.events("took_over", marks[successor.name], job=job)]
         assert resumed and resumed[0] < zero_step and resumed[0] % 10 == 0, log[-30:]  # an honest publication
         assert resumed[0] < first < BUDGET  # and keeps training the job
 
-        got = cli(s["root"] / "reader", "fetch", "--all", "--run", s["run"], "--join", s["maddr"], "--json")
+        # expert/1 only: a fresh reader may still rank a serving sybil of expert/0 above that job's owner (see the
+        # next test)
+        got = cli(s["root"] / "reader", "fetch", "1", "--run", s["run"], "--join", s["maddr"], "--json")
         assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-3000:]
         verdicts = [v for v in json.loads(got.stdout)["checkpoints"] if v["job"] == job]
         ok = [v for v in verdicts if v["verdict"] == "ok"]
@@ -220,3 +215,18 @@ def test_a_lease_owner_cannot_freeze_its_job_with_an_all_zero_checkpoint(attacke
         assert all(v["code"] in ("score-margin", "not-eligible") for v in zero), zero
     finally:
         attacker.close()
+
+
+@pytest.mark.xfail(
+    reason="issue 16, known limit (protocol/dht.md, 'Sybil leases'): a fresh reader cannot tell serving sybil leases "
+    "from the owner's. It lets every lease claim a start at most 60 s before its read, so the owner's and the "
+    "sybils' leases look equally old and a hash the sybils outnumber decides; the job's checkpoints then look "
+    "unowned. Needs a witness the reader trusts (e.g. the peer it joined attesting its watched view); not built.",
+    strict=False,
+)
+def test_a_fresh_fetch_finds_the_owner_of_a_job_flooded_with_serving_sybils(attacked):
+    s = attacked
+    if not (s["root"] / "mallory2").exists():
+        pytest.skip("the serving sybil flood (the takeover test) did not run")
+    got = cli(s["root"] / "fresh", "fetch", "0", "--run", s["run"], "--join", s["maddr"], "--json")
+    assert got.returncode == 0, got.stderr[-1000:]

@@ -1,23 +1,23 @@
 """The product end to end with real processes on 127.0.0.1 (real p2pd, DHT, block exchange, training).
 
 One swarm serves every test in this module: 3 owners (2 experts + router) and a standby, on a tiny run. Each test
-waits (through the `published` fixture) for the state it needs, so any one of them also runs alone. Every process
-runs in its own process group and is killed at the end whatever happens.
+waits (through the `published` fixture) for the state it needs, so any one of them also runs alone; states are read
+from the nodes' JSON events (`start --events json`), not from log wording. Every process runs in its own process
+group and is killed at the end whatever happens.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from tiny_swarm import build_tiny_run, start_owners, tiny_spec
+from tiny_swarm import build_tiny_run, local_maddr, start_owners, tiny_spec
 
-from paris_node.procs import CLI, ENV, MADDR, REPO, NodeProc
+from paris_node.procs import CLI, ENV, REPO, NodeProc
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(400)]
 TTL = 20
@@ -34,20 +34,54 @@ COMMON = [
     "--mirror-every",
     "3",
 ]
-PUBLISHED = re.compile(r"published (\S+) step (\d+): (\S+)")
 
 
 class Node(NodeProc):
-    """A `paris-node start` process (merged output, logs on stderr, in NAME.log beside its home)."""
+    """A `paris-node start --events json` process (NAME.log beside its home).
+
+    Its events (stdout) and its log (stderr) come through one pipe, each line one write, so neither splits the
+    other. What the node reports as an event (ready, standby, claimed, published, took_over, released) is read
+    from its events; only diagnostics that have none (mirrored copies, refused checkpoints, the hand-off) from
+    its log lines.
+    """
 
     def __init__(self, name: str, home: Path, *args: str):
-        super().__init__(name, [*CLI, "--home", str(home), "start", *args], home.parent / f"{name}.log")
-        self.maddr = ""
+        argv = [*CLI, "--home", str(home), "start", "--events", "json", *args]
+        super().__init__(name, argv, home.parent / f"{name}.log")
+
+    def ready(self, timeout: float = 90) -> dict:
+        return self.wait_for("ready", time.monotonic() + timeout)
+
+    @property
+    def maddr(self) -> str:
+        return local_maddr(self.ready())
+
+    def mark(self) -> int:
+        """Where its events stand now: pass it as `since` to look only at what comes later."""
+        self.poll_lines()
+        return len(self.history)
+
+    def events(self, name: str, since: int = 0, **match) -> list[dict]:
+        """Its `name` events from `since` on whose fields equal `match`, after reading all it printed so far."""
+        self.poll_lines()
+        return [ev for ev in self.history[since:] if ev["event"] == name and match.items() <= ev.items()]
+
+    def wait_event(self, name: str, timeout: float, since: int = 0, pred=lambda ev: True, **match) -> dict:
+        """The first `name` event from `since` on with `match` and `pred` (fails fast if the node exits)."""
+        before = {id(ev) for ev in self.history[:since]}
+        return self.wait_for(
+            name,
+            time.monotonic() + timeout,
+            lambda ev: id(ev) not in before and match.items() <= ev.items() and pred(ev),
+        )
 
     def published(self) -> list[tuple[str, int, str]]:
-        """Every checkpoint it published so far (reads all its pending output into `seen`)."""
-        self.poll_lines()
-        return [(m[1], int(m[2]), m[3]) for line in self.seen if (m := PUBLISHED.search(line))]
+        """Every checkpoint it published so far: (job, step, manifest CID)."""
+        return [(ev["job"], ev["step"], ev["cid"]) for ev in self.events("published")]
+
+    def wait_published(self, job: str, min_step: int = 0, timeout: float = 150, since: int = 0) -> int:
+        """The step of its first publication of `job` at `min_step` or later (from `since` on)."""
+        return self.wait_event("published", timeout, since, lambda ev: ev["step"] >= min_step, job=job)["step"]
 
     def kill(self) -> None:
         self.kill9()
@@ -73,9 +107,7 @@ def swarm(tmp_path_factory):
     try:
         maddr, owners = start_owners(start, run)
         nodes["d"] = Node("d", root / "d", "--run", run, "--join", maddr, *COMMON)
-        nodes["d"].wait_line(r"standby", 90)
-        for node in nodes.values():
-            node.maddr = node.wait_line(MADDR, 30)[1]
+        nodes["d"].wait_for("standby", time.monotonic() + 90)
         yield {"root": root, "run": run, "maddr": maddr, "nodes": nodes, "owners": owners}
     finally:
         for node in nodes.values():
@@ -86,7 +118,7 @@ def swarm(tmp_path_factory):
 def published(swarm):
     """The swarm once every first owner has published a checkpoint past step 40 (idempotent: seen lines count)."""
     for job, name in swarm["owners"].items():
-        swarm["nodes"][name].wait_line(rf"published {job} step ([4-9]\d|\d{{3,}}):", 150)
+        swarm["nodes"][name].wait_published(job, 40, 150)
     return swarm
 
 
@@ -120,22 +152,17 @@ def test_kill_9_owner_another_node_resumes_from_last_checkpoint(published):
     victim = nodes[owners["expert/1"]]
     mirrored = int(nodes["d"].wait_line(r"mirrored expert/1 step (\d+)", 90)[1])  # the standby holds a copy
     survivors = [n for n in nodes.values() if n is not victim]
-    for n in survivors:
-        n.published()  # drain what they printed so far
-    marks = {n.name: len(n.seen) for n in survivors}
+    marks = {n.name: n.mark() for n in survivors}
     victim.kill()  # SIGKILL: no release; the lease must expire
     end = time.monotonic() + TTL + 1.5 + 90
-    successor = resumed = None
-    while successor is None and time.monotonic() < end:  # the standby, or an owner that lost its own job meanwhile
-        for n in survivors:
-            n.published()  # drains its output into n.seen
-            for line in n.seen[marks[n.name] :]:
-                if m := re.search(r"expert/1: taking over from step (\d+)", line):
-                    successor, resumed = n, int(m[1])
-        time.sleep(0.2)
-    assert successor is not None, "nobody took over expert/1"
+    took = []
+    while not took and time.monotonic() < end:  # the standby, or an owner that lost its own job meanwhile
+        took = [(n, ev) for n in survivors for ev in n.events("took_over", marks[n.name], job="expert/1")]
+        time.sleep(0.2)  # polling the survivors' events with a deadline
+    assert took, "nobody took over expert/1"
+    successor, resumed = took[0][0], took[0][1]["step"]
     assert resumed >= mirrored  # not older than the copy the standby held before the crash
-    first = int(successor.wait_line(r"published expert/1 step (\d+):", 90)[1])
+    first = successor.wait_published("expert/1", 0, 90, since=marks[successor.name])
     assert first > resumed  # training continued from the checkpoint, not from step 0
 
 
@@ -145,12 +172,12 @@ def test_graceful_stop_publishes_final_checkpoint_and_frees_the_lease(published)
     node = nodes[owners["router"]]
     if node.proc.poll() is not None:
         pytest.skip("the router owner is gone (killed by the previous test)")
-    me = node.wait_line(r"^node (z6Mk\w+)", 5)[1]
-    node.wait_line(r"published router step \d+:", 60)
+    me = node.ready()["node_id"]
+    node.wait_published("router", 0, 60)
     before = len(node.published())
     node.proc.send_signal(signal.SIGTERM)
     assert node.proc.wait(90) == 0
-    node.wait_line(r"released and stopped", 10)
+    node.wait_for("released", time.monotonic() + 10)
     after = node.published()
     assert len(after) > before and after[-1][0] == "router"  # the final checkpoint went out on the way down
     live = [arg for n in nodes.values() if n.proc.poll() is None for arg in ("--join", n.maddr)]

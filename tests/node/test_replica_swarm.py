@@ -21,7 +21,6 @@ from tiny_swarm import build_tiny_run, start_owners, tiny_spec
 
 from paris_node.home import Home
 from paris_node.identity import load_or_create
-from paris_node.procs import MADDR
 
 pytestmark = [pytest.mark.swarm, pytest.mark.timeout(400)]
 BUDGET = 20
@@ -39,9 +38,9 @@ def test_the_only_owner_leaves_and_a_new_node_resumes_from_its_last_step(tmp_pat
     try:
         a = Node("a", tmp_path / "a", "--run", run, "--handoff-wait", "120", *COMMON)
         nodes.append(a)
-        maddr = a.wait_line(MADDR, 90)[1]
-        a.wait_line(r"owner of expert/0", 120)
-        a.wait_line(rf"published expert/0 step {BUDGET}:", 180)
+        maddr = a.maddr
+        a.wait_event("claimed", 120, job="expert/0")
+        a.wait_published("expert/0", BUDGET, 180)
         a.wait_line(r"reached step \d+ \(the run's budget\)", 60)
 
         a.proc.send_signal(signal.SIGTERM)
@@ -49,8 +48,8 @@ def test_the_only_owner_leaves_and_a_new_node_resumes_from_its_last_step(tmp_pat
 
         b = Node("b", tmp_path / "b", "--run", run, "--join", maddr, *COMMON)
         nodes.append(b)
-        b.wait_line(r"owner of expert/0", 120)
-        resumed = int(b.wait_line(r"expert/0: taking over from step (\d+)", 180)[1])
+        b.wait_event("claimed", 120, job="expert/0")
+        resumed = b.wait_event("took_over", 180, job="expert/0")["step"]
         assert resumed == BUDGET  # from the leaving owner's last checkpoint, not from scratch
 
         assert a.proc.wait(120) == 0  # it left once another node held the checkpoint
@@ -77,7 +76,7 @@ def test_on_an_open_run_a_node_that_joins_after_the_owner_left_resumes_from_a_vo
         _, owners = start_owners(start, run)
         leaver = nodes[owners["expert/0"]]
         others = [n for name, n in nodes.items() if n is not leaver]
-        leaver.wait_line(rf"published expert/0 step {budget}:", 240)
+        leaver.wait_published("expert/0", budget, 240)
         leaver.wait_line(r"reached step \d+ \(the run's budget\)", 60)
         deadline = time.monotonic() + 180  # an owner of another job tops the replicas up to 2 holders
         while not any(re.search(rf"mirrored expert/0 step {budget} ", line) for n in others for line in n.seen):
@@ -88,11 +87,11 @@ def test_on_an_open_run_a_node_that_joins_after_the_owner_left_resumes_from_a_vo
 
         leaver.proc.send_signal(signal.SIGTERM)
         assert leaver.proc.wait(120) == 0  # another holder exists: it leaves at once
-        via = others[0].wait_line(MADDR, 5)[1]  # the leaver may be `a`
+        via = others[0].maddr  # the leaver may be `a`
         d = Node("d", tmp_path / "d", "--run", run, "--join", via, *COMMON)
         nodes["d"] = d
-        d.wait_line(r"owner of expert/0", 120)
-        resumed = int(d.wait_line(r"expert/0: taking over from step (\d+)", 180)[1])
+        d.wait_event("claimed", 120, job="expert/0")
+        resumed = d.wait_event("took_over", 180, job="expert/0")["step"]
         assert resumed == budget  # from the departed owner's checkpoint, vouched for by the owner that kept it
     finally:
         for n in nodes.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.utils.data import Dataset
+from torch_threads import one_torch_thread  # noqa: F401  (autouse: one torch thread per test)
 
 COLOURS = {"red": (1.0, -1.0, -1.0), "green": (-1.0, 1.0, -1.0), "blue": (-1.0, -1.0, 1.0), "yellow": (1.0, 1.0, -1.0)}
 
@@ -28,15 +29,6 @@ class Squares(Dataset):
 
     def __getitem__(self, i: int):
         return self.items[i]
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    """Other test processes share 2 cores; one thread keeps timings stable and results reproducible."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture
