@@ -11,7 +11,7 @@ from paris_node.procs import stop_group
 SCRIPT = """
 import faulthandler, sys, torch
 faulthandler.dump_traceback_later(200, exit=True)  # a hung rank prints where it hangs instead of timing out mute
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {helpers!r}]  # the folder's conftest imports a shared helper from tests/helpers
 from conftest import Squares
 from paris_node.models.presets import expert_preset
 from paris_node.models.text import build_text_encoder
@@ -29,7 +29,8 @@ train(cfg, mc, Squares(16), build_text_encoder(mc.text_encoder), LatentCodec("pi
 def test_torchrun_two_cpu_ranks_train_one_expert(tmp_path):
     """DDP inside one node (gloo on CPU): ranks split each global batch; rank 0 alone writes the checkpoint."""
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "out")))
+    here = Path(__file__).parent
+    script.write_text(SCRIPT.format(tests=str(here), helpers=str(here.parent / "helpers"), out=str(tmp_path / "out")))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     # own process group, killed whole afterwards: a rank hung at exit must not outlive the test
