@@ -172,12 +172,17 @@ class StatusPayload(Payload):
     addrs: list[str] = field(default_factory=list)
     error: str | None = None  # why this node's last job failed (it released the lease with this reason)
     holds: list[str] = field(default_factory=list)  # checkpoint manifest CIDs it verified and serves (vouches)
+    # the owner of each job as this node's lease watch sees it: job -> the first OWNER_ID_CHARS characters of the
+    # holder's node id (swarm/claims.attested: a reader that joined through this node may trust it)
+    owners: dict[str, str] = field(default_factory=dict)
 
     MAX_HOLDS: ClassVar[int] = 64
+    MAX_OWNERS: ClassVar[int] = 32
+    OWNER_ID_CHARS: ClassVar[int] = 20
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        for optional in ("error", "holds"):  # absent unless set: records keep their bytes (and the test vectors)
+        for optional in ("error", "holds", "owners"):  # absent unless set: records keep their bytes (test vectors)
             if not d[optional]:
                 del d[optional]
         return d
@@ -185,6 +190,12 @@ class StatusPayload(Payload):
     def validate(self) -> None:
         if len(self.holds) > self.MAX_HOLDS:
             raise SchemaError(f"status.holds lists {len(self.holds)} CIDs; at most {self.MAX_HOLDS}")
+        if len(self.owners) > self.MAX_OWNERS:
+            raise SchemaError(f"status.owners names {len(self.owners)} jobs; at most {self.MAX_OWNERS}")
+        for job, holder in self.owners.items():
+            if len(job) > 32 or len(holder) != self.OWNER_ID_CHARS:
+                raise SchemaError(f"status.owners entry {job[:40]!r}: job of at most 32 characters, holder of "
+                                  f"exactly {self.OWNER_ID_CHARS} (a node id's first characters)")  # fmt: skip
 
 
 @dataclass(frozen=True)

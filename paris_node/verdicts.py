@@ -22,10 +22,12 @@ REASON_CODES: dict[str, str] = {
     "rate-bound": "the step is further past the held step than the time since it allows",
     # skipped without downloading (the candidate may be fine; selection.py's cost bounds)
     "penalised": "the signer's earlier candidate failed a check; it waits out its back-off",
+    "cooling": "the signer's last candidate could not be fetched; it is retried after a short back-off",
     "vouched-fallback": "a seen owner's checkpoint is eligible; vouched ones are only a fallback",
     "skipped-budget": "over the per-job or per-signer download budget of one fetch",
     # rejected while downloading and checking (node/verify.py, checkpoint/manifest_check.py, node/fetcher.py)
-    "unavailable": "the manifest or a file could not be fetched and verified against its CID (no provider, timeout)",
+    "unavailable": "the manifest or a file could not be fetched and verified against its CID (no provider, timeout); "
+    "the signer cools off briefly (not penalised)",
     "manifest-invalid": "the manifest is not a checkpoint record (too large, not JSON, bad schema, nested too deep)",
     "signature": "the manifest's signature does not verify",
     "manifest-mismatch": "the manifest disagrees with its pointer (signer, run, job or step) or is another kind",

@@ -127,3 +127,17 @@ def test_future_and_context():
         decode_record(rec.to_bytes(), run="other", now=10_000_000)
     with pytest.raises(WrongContext):
         decode_record(rec.to_bytes(), kind="status", now=10_000_000)
+
+
+def test_a_status_attests_owners_compactly_and_validates_them():
+    jobs = [f"expert/{k}" for k in range(8)] + ["router"]  # the Paris configuration: K = 8 and the router
+    owners = {job: BOB.node_id[:20] for job in jobs}
+    cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+    body = StatusPayload(role="standby", peer=ALICE.peer_id, version="1.0.0", holds=[cid] * 9, owners=owners,
+                         addrs=[f"/ip4/127.0.0.1/tcp/40000/p2p/{ALICE.peer_id}"] * 2)  # fmt: skip
+    rec = sign_record(ALICE, body)
+    assert len(rec.to_bytes()) <= DHT_RECORD_CAP and decode_record(rec.to_bytes()).body.owners == owners
+    assert "owners" not in StatusPayload(role="standby", peer="p", version="1").to_dict()  # vectors unchanged
+    for bad in ({"expert/0": BOB.node_id}, {"x" * 40: BOB.node_id[:20]}, {f"e/{i}": "A" * 20 for i in range(33)}):
+        with pytest.raises(SchemaError):
+            sign_record(ALICE, StatusPayload(role="standby", peer="p", version="1", owners=bad))

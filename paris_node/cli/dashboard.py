@@ -38,6 +38,7 @@ def dashboard(state: CliState, run_id, join, listen, every, timeout, open_browse
     from paris_node.dashboard.server import parse_listen
     from paris_node.dashboard.service import Dashboard, open_in_browser
     from paris_node.node.session import choose_target, learn_run, obtain_run, reader_dht
+    from paris_node.swarm.membership import witnesses_of
 
     host, port = parse_listen(listen)
     home = state.home.ensure()
@@ -51,7 +52,9 @@ def dashboard(state: CliState, run_id, join, listen, every, timeout, open_browse
         for note in target.notes:
             say(f"using {note}")
         manifest = obtain_run(home, run, dht, exchange)
-        board = Dashboard(home, manifest, dht, exchange, store, host, port, every_s=every).start()
+        witnesses = witnesses_of(target.join)  # the peers joined: their watch names the owners (claims.attested)
+        board = Dashboard(home, manifest, dht, exchange, store, host, port, every_s=every, witnesses=witnesses)
+        board.start()
         try:
             click.echo(f"dashboard of run {manifest.run_id} at {board.url}  (Ctrl-C to stop)")
             if open_browser:

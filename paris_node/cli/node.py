@@ -110,7 +110,7 @@ def _fetch(home, target, targets, fetch_all, timeout, progress) -> tuple[str, li
     from paris_node.node.fetcher import CheckpointFetcher
     from paris_node.node.session import creator_peers, learn_run, obtain_run, reader_dht
     from paris_node.node.verify import Candidate
-    from paris_node.swarm.membership import peers_providing, read_history, read_pointers
+    from paris_node.swarm.membership import peers_providing, read_history, read_pointers, witnesses_of
 
     store = Blockstore(home.blocks_dir)
     with reader_dht(target.join, timeout) as dht, ExchangeService(dht, store, serve=False) as exchange:
@@ -134,7 +134,9 @@ def _fetch(home, target, targets, fetch_all, timeout, progress) -> tuple[str, li
 
         fetcher = CheckpointFetcher(home, store, manifest, fetch=fetch_cid, providers=providers)
         # who holds which lease now, and what those owners vouch for: the eligibility evidence (node/selection.py)
-        read_history(dht, manifest.run_id, jobs_wanted([], True, manifest.experts), fetcher.history)
+        # trusting the peers joined for who owns what (their lease watch: swarm/claims.attested)
+        everything = jobs_wanted([], True, manifest.experts)
+        read_history(dht, manifest.run_id, everything, fetcher.history, witnesses=witnesses_of(target.join))
         rows: list[dict] = []
         t_all = time.monotonic()
         for job in jobs:

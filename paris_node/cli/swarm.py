@@ -294,7 +294,7 @@ def read_report(home, target, experts: int | None, timeout: float = 30.0) -> dic
     from paris_node.node.session import learn_run, obtain_run, reader_dht
     from paris_node.swarm import keys
     from paris_node.swarm.dht import dht_now_ms
-    from paris_node.swarm.membership import read_leases, read_pointers, read_providers, read_statuses
+    from paris_node.swarm.membership import read_leases, read_pointers, read_providers, read_statuses, witnesses_of
     from paris_node.swarm.report import swarm_report
 
     with reader_dht(target.join, timeout) as dht:
@@ -308,7 +308,7 @@ def read_report(home, target, experts: int | None, timeout: float = 30.0) -> dic
             run, experts = manifest.run_id, manifest.experts
         keys.check_run(run)
         jobs = keys.jobs_for(experts, router=experts > 1)
-        leases = read_leases(dht, run, jobs)
+        leases = read_leases(dht, run, jobs, witnesses=witnesses_of(target.join))  # trusts the peers joined
         statuses = read_statuses(dht, run)
         # leases are judged live as of when they were read: the reads below take seconds when the run's keys are
         # flooded, long enough to make a live lease (renewed every few seconds) look expired

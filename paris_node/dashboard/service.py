@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import webbrowser
+from collections.abc import Sequence
 from pathlib import Path
 
 from paris_node.content.blockstore import Blockstore
@@ -35,8 +36,12 @@ class Dashboard:
         *,
         every_s: float = 5.0,
         served_by: str | None = None,
+        witnesses: Sequence[str] = (),
     ):
-        source = DhtSource(dht, manifest.run_id, exchange, store)
+        # whose watched view of the owners the page trusts (swarm/claims.attested): the node serving it, or the
+        # peers a standalone page joined through
+        witnesses = [served_by] if served_by and not witnesses else list(witnesses)
+        source = DhtSource(dht, manifest.run_id, exchange, store, witnesses=witnesses)
         refresh = max(2, round(every_s))
         self.home = home
         self.collector = Collector(home, manifest, source, every_s=every_s, refresh_s=refresh, served_by=served_by)

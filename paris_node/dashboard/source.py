@@ -33,13 +33,16 @@ class SwarmSource(Protocol):
 class DhtSource:
     """Reads `run` from a hivemind DHT; content comes through `exchange.fetch` into `store` (both verified)."""
 
-    def __init__(self, dht, run: str, exchange, store: Blockstore, deadline_s: float = 20.0):
+    def __init__(
+        self, dht, run: str, exchange, store: Blockstore, deadline_s: float = 20.0, witnesses: Sequence[str] = ()
+    ):
         self.dht, self.run, self.exchange, self.store, self.deadline_s = dht, run, exchange, store, deadline_s
+        self.witnesses = list(witnesses)  # node ids whose watched view of the owners this page trusts
 
     def leases(self, jobs: list[str]) -> list[Lease]:
         from paris_node.swarm.membership import read_leases
 
-        return read_leases(self.dht, self.run, jobs)
+        return read_leases(self.dht, self.run, jobs, witnesses=self.witnesses)
 
     def statuses(self) -> list[SignedRecord]:
         from paris_node.swarm.membership import read_statuses

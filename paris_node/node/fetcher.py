@@ -67,6 +67,9 @@ from paris_node.verdicts import Rejected
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE_BACKOFF_S = 5.0  # a signer whose candidate could not be fetched waits this, doubling per failure,
+UNAVAILABLE_BACKOFF_MAX_S = 120.0  # up to this (failed checks wait PenaltyBox's 60 s to an hour)
+
 # fetch(root_cid, providers) -> None: brings a DAG into the store (ExchangeService.fetch in a node)
 FetchFn = Callable[[str, Sequence[str]], object]
 
@@ -129,7 +132,10 @@ class CheckpointFetcher:
         self._fetch, self._providers = fetch, providers
         self.history = LeaseHistory() if history is None else history  # who held which lease, as seen here
         self.rules = run_selection_rules(manifest) if rules is None else rules
-        self.penalty = PenaltyBox()  # signers whose candidates failed: skipped until their back-off runs out
+        self.penalty = PenaltyBox()  # signers whose candidates failed a check: skipped until their back-off runs out
+        # signers whose candidate could not be fetched (unreachable, busy, or withholding): a short back-off, since
+        # an honest owner is sometimes briefly out of reach and its successor must not shun it for an hour
+        self.cooling = PenaltyBox(base_s=UNAVAILABLE_BACKOFF_S, max_s=UNAVAILABLE_BACKOFF_MAX_S)
         self._datasets: dict[int, ShardDataset] = {}
 
     # ------------------------------------------------------------------ scoring
@@ -228,6 +234,16 @@ class CheckpointFetcher:
                 drop_bad_blocks(self.store, entry.cid)
         return not problems
 
+    def _plan(self, job: str, candidates: list[Candidate], history: LeaseHistory | None, held: Held | None):
+        history = self.history if history is None else history
+        banned = [c.signer for c in candidates if self.penalty.is_banned(c.signer)]
+        cooling = [c.signer for c in candidates if self.cooling.is_banned(c.signer)]
+        return plan(candidates, job, self.rules, history, now_ms(), held=held, penalised=banned, cooling=cooling)
+
+    def plan_for(self, job: str, candidates: list[Candidate]):
+        """What `fetch_job` would evaluate and skip now, against the copy held here (a mirror's look-ahead)."""
+        return self._plan(job, candidates, None, held_of(cache.read_info(self.home, self.manifest.run_id, job)))
+
     def fetch_job(
         self,
         job: str,
@@ -239,13 +255,11 @@ class CheckpointFetcher:
 
         Returns (accepted, verdicts); skipped candidates get a verdict too, with why they were not evaluated.
         """
-        history = self.history if history is None else history
         installed = cache.read_installed(self.home, self.manifest.run_id, job)
         roles = set(roles) | (installed.roles if installed else set())  # a repair keeps what was held
         info = cache.read_info(self.home, self.manifest.run_id, job)
         held = held_of(info)
-        banned = [c.signer for c in candidates if self.penalty.is_banned(c.signer)]
-        chosen = plan(candidates, job, self.rules, history, now_ms(), held=held, penalised=banned)
+        chosen = self._plan(job, candidates, history, held)
         verdicts = [
             Verdict(
                 job, c.signer, c.body.step, c.body.manifest_cid, reason=f"skipped: {why}", code=why.code,
@@ -286,7 +300,9 @@ class CheckpointFetcher:
                         v.extra["regression"] = isinstance(e, Regression)
                 if not v.ok:
                     verdicts.append(v)
-                    if not v.extra.get("regression"):  # a worse score than held is no misbehaviour
+                    if v.code == "unavailable":  # out of reach is not proof of misbehaviour: retried soon
+                        self.cooling.penalise(cand.signer)
+                    elif not v.extra.get("regression"):  # a worse score than held is no misbehaviour either
                         self.penalty.penalise(cand.signer)
                     log.info("rejected %s step %d by %s: %s", job, v.step, v.signer[:16], v.reason)
                     continue

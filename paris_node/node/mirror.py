@@ -36,14 +36,26 @@ def replication_target(manifest) -> int:
     return int(manifest.training.get("replicas", DEFAULT_REPLICAS))
 
 
+ESCALATE_ROUNDS = 10  # mirror rounds a short checkpoint may stay short before one more owner is elected to copy it
+ESCALATE_MIN_S = 10.0
+
+
 def needs_copy(
-    holders: list[str], live: list[str], me: str, cid: str, target: int, standby: bool, own_job: bool
+    holders: list[str],
+    live: list[str],
+    me: str,
+    cid: str,
+    target: int,
+    standby: bool,
+    own_job: bool,
+    extra: int = 0,
 ) -> bool:
     """Whether this node should fetch the checkpoint `cid` (pure: the decision, not the fetch).
 
     Standbys copy everything (they have the CPU). Owners top up: of the live nodes not holding it, the
-    `target - holders` first in an order every node computes alike (sha256 of peer and CID) fetch it, so a
-    deficit of one does not send every owner downloading at once.
+    `target - holders + extra` first in an order every node computes alike (sha256 of peer and CID) fetch it, so
+    a deficit of one does not send every owner downloading at once. `extra` grows while the checkpoint stays
+    short (an elected node may be stuck, or refuse the copy), so one silent node cannot leave it unreplicated.
     """
     if own_job or me in holders:
         return False
@@ -53,13 +65,20 @@ def needs_copy(
     if deficit <= 0:
         return False
     others = sorted({*live, me} - set(holders), key=lambda p: hashlib.sha256(f"{p} {cid}".encode()).digest())
-    return me in others[:deficit]
+    return me in others[: deficit + max(0, extra)]
+
+
+def escalation(short_for_s: float, every_s: float) -> int:
+    """How many more owners than the deficit are elected once a checkpoint has been short for `short_for_s`."""
+    return int(short_for_s // max(ESCALATE_MIN_S, ESCALATE_ROUNDS * every_s))
 
 
 class Mirror:
     def __init__(self, node, every_s: float, handoff_wait_s: float = DEFAULT_HANDOFF_WAIT_S):
         self.node, self.every_s, self.handoff_wait_s = node, every_s, handoff_wait_s
         self.held: dict[str, list[str]] = {}  # job -> pinned CIDs of the copy we hold
+        self._short: dict[str, tuple[str, float]] = {}  # job -> (CID, since when it has had too few holders)
+        self._said: dict[str, str] = {}  # job -> the last thing logged about it (each change logged once)
         self._adopted = False
         self._leaving = threading.Event()  # set by hand_off: fetch nothing more, only wait for other holders
         self._stop = threading.Event()
@@ -81,7 +100,10 @@ class Mirror:
                 continue
             if not self._adopted:
                 self._adopted = True
-                self.adopt(session)
+                try:
+                    self.adopt(session)
+                except Exception as e:  # a damaged cache must not stop the mirror: it fetches afresh instead
+                    log.warning("could not serve the copies held here: %s", e)
             own = session.membership.owned_job
             try:  # once per round, not once per job: the status key is the largest read
                 statuses = self._statuses(session)
@@ -94,7 +116,15 @@ class Mirror:
                 try:
                     self.mirror(session, job, statuses, standby=own is None, own_job=job == own)
                 except Exception as e:  # the swarm misbehaving must never stop the node
-                    log.debug("mirroring %s failed: %s", job, e)
+                    self._say(job, f"mirroring {job} failed: {e}", logging.WARNING)
+
+    def _say(self, job: str, message: str, level: int = logging.INFO) -> None:
+        """Log `message` about `job` once, until something else is said about it (a round runs every second)."""
+        if self._said.get(job) != message:
+            self._said[job] = message
+            log.log(level, "%s", message)
+        else:
+            log.debug("%s", message)
 
     def adopt(self, session) -> None:
         """Serve the verified copies already in the cache (fetched by `paris-node fetch`, or mirrored before)."""
@@ -130,16 +160,33 @@ class Mirror:
         pointers = read_pointers(session.dht, m.run_id, job)
         if not pointers:
             return
-        latest = max(pointers, key=lambda p: (p.body.step, p.issued_ms))
+        fetcher = self.node.runner.fetcher(session)
+        candidates = [Candidate(p) for p in pointers]
+        # the newest checkpoint the fetcher's own rules would consider (node/selection.py), not the highest claim:
+        # a pointer nobody may publish must not decide what is replicated
+        ahead = fetcher.plan_for(job, candidates)
+        latest = max((c for c, _ in ahead.evaluate), key=lambda c: (c.body.step, c.pointer.issued_ms), default=None)
+        if latest is None:
+            codes = ", ".join(sorted({why.code for _, why in ahead.skipped}))
+            self._say(job, f"nothing of {job} to mirror: every pointer was skipped ({codes})")
+            return
         if latest.signer == session.identity.node_id:
             return  # our own publication: the store holds it already
         holders, live = self._holders(session, latest.body.manifest_cid, statuses)
-        me, cid = session.identity.peer_id, latest.body.manifest_cid
-        if not needs_copy(holders, live, me, cid, replication_target(m), standby, own_job):
+        me, cid, target = session.identity.peer_id, latest.body.manifest_cid, replication_target(m)
+        now = time.monotonic()
+        if len(holders) >= target or me in holders:
+            self._short.pop(job, None)
+        elif self._short.get(job, ("", 0.0))[0] != cid:
+            self._short[job] = (cid, now)
+        extra = escalation(now - self._short.get(job, (cid, now))[1], self.every_s)
+        if not needs_copy(holders, live, me, cid, target, standby, own_job, extra):
             return
-        fetcher = self.node.runner.fetcher(session)
-        accepted, _ = fetcher.fetch_job(job, [Candidate(p) for p in pointers], roles=FOR_TRAINING)
+        accepted, verdicts = fetcher.fetch_job(job, candidates, roles=FOR_TRAINING)
         inst = cache.read_installed(self.node.home, m.run_id, job)
+        if accepted is None or accepted.manifest_cid != cid:
+            why = next((v.reason for v in verdicts if v.manifest_cid == cid), "not planned")
+            self._say(job, f"not mirroring {job} step {latest.body.step} ({cid}): {why}")
         if accepted is None or inst is None:
             return
         cids = inst.cids()
@@ -154,7 +201,8 @@ class Mirror:
             session.announcer.unprovide([old[0]])
         session.announcer.provide([cids[0]], vouch=True)
         self.held[job] = cids
-        log.info("mirrored %s step %d (%s); holders were %d", job, accepted.step, cids[0], len(holders))
+        self._short.pop(job, None)
+        self._say(job, f"mirrored {job} step {accepted.step} ({cids[0]}); holders were {len(holders)}")
 
     # ------------------------------------------------------------------ leaving
     def sole_holdings(self, session) -> dict[str, tuple[int, str]]:

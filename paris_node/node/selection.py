@@ -17,7 +17,8 @@ protocol) decide, from signed records, the reader's own observations and the sco
 4. Choice: among candidates that pass, the best ratio within `window_steps` of the newest passing step; ties go
    to the higher step, the newer pointer, then the smaller signer (deterministic).
 5. Cost: at most `max_candidates` downloads per job per fetch (eligible first, the current owner first, then by
-   step), at most `per_signer` per signer, none for penalised signers; everything skipped is reported.
+   step), at most `per_signer` per signer, none for penalised signers (a failed check: minutes to an hour) or
+   cooling ones (a candidate that could not be fetched: seconds to two minutes); everything skipped is reported.
 
 The fetcher (node/fetcher.py) runs these for `fetch`, standby mirroring and takeover alike, so a takeover can
 never resume from a checkpoint a fetcher would refuse. Pure module: no network, no disk.
@@ -167,16 +168,22 @@ def plan(
     *,
     held: Held | None = None,
     penalised: Iterable[str] = (),
+    cooling: Iterable[str] = (),
     signer_spent: Mapping[str, int] | None = None,
 ) -> Plan:
-    """Pre-download decisions: drop ineligible and out-of-bounds pointers, order and cap the rest."""
-    out, bad = Plan(), set(penalised)
+    """Pre-download decisions: drop ineligible and out-of-bounds pointers, order and cap the rest. `penalised`:
+    signers whose candidate failed a check; `cooling`: signers whose candidate could not be fetched lately."""
+    out, bad, cold = Plan(), set(penalised), set(cooling)
     spent = dict(signer_spent or {})
     owner = history.current_owner(job, now_ms)
     ranked = []
     for cand in candidates:
         if cand.signer in bad:
             out.skipped.append((cand, Rejected("signer is penalised for a failed candidate", "penalised")))
+            continue
+        if cand.signer in cold:
+            why = "the signer's last candidate could not be fetched; retried after a short back-off"
+            out.skipped.append((cand, Rejected(why, "cooling")))
             continue
         try:
             tier = eligibility(cand, job, rules, history, now_ms)

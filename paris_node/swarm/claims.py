@@ -27,6 +27,12 @@ talking to each other:
   owner (they wait as its standby), so such a lease is a squatter's whatever statuses its signer publishes,
   and it cannot inherit the job when the owner crashes.
 
+- A short-lived reader (`status`, `fetch`) has watched nothing: every lease it reads is new to it, so serving
+  sybil leases look as old as the owner's and the hash decides. It trusts instead the peer it joined through
+  (the user chose that address): that node's status names, per job, the owner its own watch sees (`owners`),
+  and `attested` drops every other holder's lease on a job whose attested owner has a live lease in the read.
+  A witness that names nobody live for a job changes nothing there.
+
 Clock assumption: node clocks agree within `skew_ms` (default 3 s; hivemind bootstrap refuses larger skew).
 The owner renews at TTL/3, so a live owner's lease never looks expired to a reader within that skew.
 """
@@ -37,7 +43,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from paris_node.records import ACTIVE, CLAIMING, RELEASED  # defined with the lease record
+from paris_node.records import ACTIVE, CLAIMING, RELEASED, StatusPayload  # defined with the records
 
 
 @dataclass(frozen=True)
@@ -260,3 +266,25 @@ def born_squatting(
         if now_ms - since[1] >= rules.occupied_ms:
             out.append(lease)
     return out
+
+
+def owner_tag(holder: str) -> str:
+    """How a status's `owners` names a holder: the first characters of its node id (a second preimage of 20
+    base58 characters, about 93 bits past the key-type prefix, is out of any key generator's reach)."""
+    return holder[: StatusPayload.OWNER_ID_CHARS]
+
+
+def attested(
+    leases: Iterable[Lease], attestation: Mapping[str, str], now_ms: int, rules: ClaimRules = DEFAULT_RULES
+) -> list[Lease]:
+    """`leases` with a trusted witness's view applied: for each job whose attested owner (job -> owner_tag) holds
+    a live, unreleased lease on it here, the other holders' leases on that job are dropped. Jobs the witness does
+    not name, or names a holder without a live lease for (it crashed, or the witness is behind), are unchanged.
+    """
+    leases = list(leases)
+    backed = {
+        x.job
+        for x in leases
+        if x.state != RELEASED and is_live(x, now_ms, rules) and attestation.get(x.job) == owner_tag(x.holder)
+    }
+    return [x for x in leases if x.job not in backed or attestation[x.job] == owner_tag(x.holder)]

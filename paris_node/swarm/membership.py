@@ -18,7 +18,7 @@ import hivemind
 
 from paris_node.errors import ParisError, RecordError, UsageError
 from paris_node.identity import Identity
-from paris_node.records import ROUTER_JOB, SignedRecord, job_of_expert
+from paris_node.records import ROUTER_JOB, SignedRecord, StatusPayload, job_of_expert
 from paris_node.swarm import keys
 from paris_node.swarm.announcer import Announcer
 from paris_node.swarm.claims import (
@@ -28,11 +28,13 @@ from paris_node.swarm.claims import (
     RELEASED,
     ClaimRules,
     Lease,
+    attested,
     born_squatting,
     choose_job,
     credible,
     is_live,
     may_claim,
+    owner_tag,
     owners,
     still_owner,
 )
@@ -71,11 +73,49 @@ def _read(dht: hivemind.DHT, key_kinds: dict[str, str], run: str, skew_ms: int) 
     return out
 
 
-def read_leases(dht: hivemind.DHT, run: str, jobs: list[str], skew_ms: int = DEFAULT_RULES.skew_ms) -> list[Lease]:
+def read_leases(
+    dht: hivemind.DHT,
+    run: str,
+    jobs: list[str],
+    skew_ms: int = DEFAULT_RULES.skew_ms,
+    witnesses: Iterable[str] = (),
+) -> list[Lease]:
     """Every verified, credible lease on `jobs` (claims.credible with the statuses read in the same DHT call):
-    what a short-lived reader (status, fetch) should decide from. Leases outside the run are never read."""
-    leases, serving, _ = read_claims(dht, run, jobs, skew_ms)
-    return credible(leases, dht_now_ms(), serving=serving)
+    what a short-lived reader (status, fetch) should decide from. Leases outside the run are never read.
+    `witnesses`: node ids of the peers this reader joined through, whose watched view of the owners it trusts
+    (claims.attested)."""
+    leases, serving, statuses = read_claims(dht, run, jobs, skew_ms)
+    now = dht_now_ms()
+    return attested(credible(leases, now, serving=serving), attestation(statuses or [], witnesses), now)
+
+
+def attestation(statuses: list[SignedRecord], witnesses: Iterable[str]) -> dict[str, str]:
+    """job -> owner tag, from the latest status of each witness (node ids, in trust order: the first naming a job
+    decides it). Statuses are signed: only the witness's own key can speak for it."""
+    latest: dict[str, SignedRecord] = {}
+    for rec in statuses:
+        if rec.signer not in latest or rec.issued_ms > latest[rec.signer].issued_ms:
+            latest[rec.signer] = rec
+    out: dict[str, str] = {}
+    for w in witnesses:
+        if w in latest and latest[w].body.role != "offline":
+            for job, tag in latest[w].body.owners.items():
+                out.setdefault(job, tag)
+    return out
+
+
+def witnesses_of(maddrs: Iterable[str]) -> list[str]:
+    """The node ids of the peers named by `/p2p/<peer id>` in `maddrs` (the addresses a reader joined)."""
+    from paris_node.identity import peer_id_to_node_id
+
+    out = []
+    for m in maddrs:
+        peer = m.rsplit("/p2p/", 1)[1].split("/", 1)[0] if "/p2p/" in m else ""
+        try:
+            out.append(peer_id_to_node_id(peer))
+        except ValueError:
+            continue  # not an Ed25519 peer id: that address attests nothing
+    return list(dict.fromkeys(out))
 
 
 def read_claims(
@@ -145,13 +185,21 @@ def newest_leases(leases: list[Lease]) -> list[Lease]:
     return list(best.values())
 
 
-def read_history(dht: hivemind.DHT, run: str, jobs: list[str], history: LeaseHistory | None = None) -> LeaseHistory:
+def read_history(
+    dht: hivemind.DHT,
+    run: str,
+    jobs: list[str],
+    history: LeaseHistory | None = None,
+    witnesses: Iterable[str] = (),
+) -> LeaseHistory:
     """`history` (or a new one) with the owners of `jobs` seen now and what they vouch for: what a short-lived
-    reader (fetch) knows. Pass every job of the run: an owner of any job may vouch for another job's checkpoint."""
+    reader (fetch) knows. Pass every job of the run: an owner of any job may vouch for another job's checkpoint.
+    `witnesses` as for read_leases."""
     history = LeaseHistory() if history is None else history
     leases, serving, statuses = read_claims(dht, run, jobs)
     now = dht_now_ms()
-    history.observe(credible(leases, now, serving=serving), now, run=run)
+    leases = attested(credible(leases, now, serving=serving), attestation(statuses or [], witnesses), now)
+    history.observe(leases, now, run=run)
     history.observe_holdings(statuses or [], now)
     return history
 
@@ -249,6 +297,8 @@ class Membership:
         leases = credible(leases, now, serving=serving, first_seen=self._first_seen, me=self.me, rules=self.rules)
         leases = self._with_mine(leases)
         leases = self._drop_squatters(leases, new, now)
+        if warm:  # only a watch that has seen a whole TTL knows more than a fresh reader: then attest it
+            self._attest(leases, now)
         self.history.observe(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
         self.history.observe_holdings(statuses or [], now)
         return leases
@@ -288,6 +338,12 @@ class Membership:
             held[job] = prev if prev is not None and prev[0] == lease.holder else (lease.holder, now)
         self._held_since = held
         return leases
+
+    def _attest(self, leases: list[Lease], now: int) -> None:
+        """Say in our status who this watch sees owning each job (claims.attested: readers joined through us)."""
+        won = owners(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
+        tags = {job: owner_tag(lease.holder) for job, lease in sorted(won.items())}
+        self.announcer.set_status(owners=dict(list(tags.items())[: StatusPayload.MAX_OWNERS]))
 
     def _pick(self, leases: list[Lease], now: int) -> str | None:
         if self.target is not None:

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from paris_node.checkpoint import FOR_SAMPLING, load_model
 from paris_node.content.dag import add_bytes, walk_dag
 from paris_node.content.errors import FetchError
+from paris_node.content.exchange_client import PenaltyBox
 from paris_node.identity import Identity, signer_peer
 from paris_node.models.presets import expert_preset
 from paris_node.models.vae import LatentCodec, codec_spec
@@ -245,6 +246,31 @@ def test_an_unreachable_checkpoint_is_rejected_not_raised(tiny_run, fetcher_home
         assert accepted is None and not verdicts[0].ok and "manifest" in verdicts[0].reason
         assert verdicts[0].code == "unavailable"
     assert cache.read_info(fh.home, run.run_id, EXPERT_JOB) is None and hidden_entries(fh, run) == []
+
+
+def test_an_unreachable_signer_cools_off_briefly_and_is_not_penalised(tiny_run, fetcher_home, expert_ckpt):
+    """An owner out of reach for a moment is no proof of misbehaviour: its next checkpoint is tried again soon
+    (a standby that shunned it for minutes would mirror nothing), not after the penalty's minute-to-an-hour."""
+    run, fh = tiny_run, fetcher_home
+    pub = publish(run, HONEST, EXPERT_JOB, expert_ckpt, step=10)
+    down = {"manifest": True}
+
+    def flaky(cid, providers):
+        if cid == pub.manifest_cid and down["manifest"]:
+            raise FetchError("no provider answered")
+        fh.fetch(cid, providers)
+
+    fetcher = fetcher_for(run, fh, fetch=flaky)
+    accepted, verdicts = fetcher.fetch_job(EXPERT_JOB, [pub.candidate])
+    assert accepted is None and verdicts[0].code == "unavailable"
+    assert not fetcher.penalty.is_banned(HONEST.node_id) and fetcher.cooling.is_banned(HONEST.node_id)
+    down["manifest"] = False
+    calls = len(fh.fetch.calls)
+    _, verdicts = fetcher.fetch_job(EXPERT_JOB, [pub.candidate])  # within the back-off: skipped, no download
+    assert verdicts[0].code == "cooling" and verdicts[0].extra["skipped"] and len(fh.fetch.calls) == calls
+    fetcher.cooling = PenaltyBox(base_s=0.0)  # the back-off ran out (5 s by default)
+    accepted, _ = fetcher.fetch_job(EXPERT_JOB, [pub.candidate])
+    assert accepted is not None and accepted.manifest_cid == pub.manifest_cid
 
 
 def test_a_manifest_that_is_not_a_record_is_rejected(tiny_run, fetcher_home):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paris_node.identity import Identity
-from paris_node.node.mirror import needs_copy
+from paris_node.node.mirror import ESCALATE_MIN_S, escalation, needs_copy
 from paris_node.records import ProviderPayload, StatusPayload, sign_record
 from paris_node.swarm.report import live_holders
 
@@ -45,3 +45,16 @@ def test_a_deficit_is_filled_by_exactly_that_many_owners():
     a = [p for p in PEERS if needs_copy(holders, PEERS, p, CID, 2, False, False)]
     b = [p for p in PEERS if needs_copy(holders, PEERS, p, CID + "x", 2, False, False)]
     assert len(a) == len(b) == 1
+
+
+def test_a_checkpoint_that_stays_short_elects_one_more_owner_each_escalation_period():
+    """An elected owner may be stuck or refuse the copy: the election widens while the deficit lasts."""
+    holders = [PEERS[0]]
+    elected = [[p for p in PEERS if needs_copy(holders, PEERS, p, CID, 2, False, False, extra=e)] for e in range(5)]
+    assert [len(e) for e in elected] == [1, 2, 3, 4, 4]  # never more than the live nodes not holding it
+    assert all(set(a) <= set(b) for a, b in zip(elected, elected[1:], strict=False))  # elected stay elected
+    assert not needs_copy(PEERS[:2], PEERS, PEERS[3], CID, 2, False, False, extra=3)  # no deficit, no copy
+    # ten rounds, at least ESCALATE_MIN_S, per extra owner
+    assert [escalation(s, every_s=1.0) for s in (0, 9.9, 10, 25)] == [0, 0, 1, 2]
+    assert escalation(299, every_s=30.0) == 0 and escalation(300, every_s=30.0) == 1
+    assert escalation(ESCALATE_MIN_S, every_s=0.1) == 1

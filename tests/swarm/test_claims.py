@@ -6,6 +6,7 @@ from paris_node.swarm.claims import (
     RELEASED,
     ClaimRules,
     Lease,
+    attested,
     born_squatting,
     choose_job,
     credible,
@@ -14,6 +15,7 @@ from paris_node.swarm.claims import (
     is_live,
     live_owner,
     may_claim,
+    owner_tag,
     owners,
     resolve_conflict,
     still_owner,
@@ -186,3 +188,26 @@ def test_fair_claims_are_not_squatters():
     released = L("expert/0", "c", now - 1000, RELEASED)
     assert born_squatting([own, renewed, released], winners, long_ago, now, me="me", rules=R) == []
     assert born_squatting([newcomer], winners, long_ago, now, rules=R) == [newcomer]
+
+
+def test_a_trusted_witness_names_the_owner_among_leases_that_look_alike():
+    """A fresh reader sees the owner's lease and serving sybils' as equally old (the clamp); the peer it joined
+    through attests who its watch sees winning, and only that holder's lease is kept for the job."""
+    sybils = [L("expert/0", f"sybil{i}", T) for i in range(5)]
+    owner, other = L("expert/0", "owner-node-id-0123456789", T), L("expert/1", "b", T)
+    leases = [*sybils, owner, other]
+    tag = owner_tag(owner.holder)
+    assert len(tag) == 20 and owner.holder.startswith(tag)
+    kept = attested(leases, {"expert/0": tag}, T + 1000, R)
+    assert kept == [owner, other]  # other jobs untouched
+    assert owners(kept, T + 1000, run=RUN, rules=R)["expert/0"] == owner
+    assert attested(leases, {}, T + 1000, R) == leases  # no attestation: the claim rules alone
+
+
+def test_a_witness_naming_nobody_live_changes_nothing():
+    sybil, owner = L("expert/0", "sybil", T), L("expert/0", "owner-node-id-0123456789", T, ttl=5_000)
+    tag = {"expert/0": owner_tag(owner.holder)}
+    assert attested([sybil, owner], tag, T + 5_000 + 3_001, R) == [sybil, owner]  # the owner's lease expired
+    released = L("expert/0", "owner-node-id-0123456789", T, state=RELEASED)
+    assert attested([sybil, released], tag, T + 1000, R) == [sybil, released]
+    assert attested([sybil], {"expert/0": owner_tag("someone-not-here-at-all")}, T + 1000, R) == [sybil]

@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 import time
+from itertools import islice
 
 import pytest
 
@@ -14,7 +15,7 @@ from paris_node.identity import Identity, load_or_create
 from paris_node.records import LeasePayload, StatusPayload, sign_record
 from paris_node.swarm import keys
 from paris_node.swarm.announcer import Announcer
-from paris_node.swarm.claims import ClaimRules
+from paris_node.swarm.claims import ClaimRules, _hash, owners
 from paris_node.swarm.dht import dht_now_ms, join_command, start_dht, store, visible_maddrs
 from paris_node.swarm.membership import (
     Membership,
@@ -102,6 +103,11 @@ def _worked_claim(dht, run: str, who, job: str, start_ms: int, ttl_ms: int) -> N
     _put(dht, run, who, status, keys.status_key(run), 60_000)
 
 
+def beats(who: Identity, owner: Identity, run: str = "sq", job: str = "expert/0") -> bool:
+    """Whether `who`'s lease would win a tie of equal starts against `owner`'s (claims.rank's hash)."""
+    return _hash(run, job, who.node_id) < _hash(run, job, owner.node_id)
+
+
 def test_a_standby_that_watched_the_owner_ignores_leases_written_into_its_job(tmp_path, caplog):
     """Sybil leases stored while an owner holds the job, each key with a status saying it trains the job, would
     inherit the job at the owner's crash by their (backdated) start; a standby that saw them arrive ignores them
@@ -133,12 +139,24 @@ def test_a_standby_that_watched_the_owner_ignores_leases_written_into_its_job(tm
         # the standby has watched for a whole TTL (a lease it sees from now on may backdate itself by at most
         # fresh_clamp_ms, so the owner still wins its view) and seen the owner win for occupied_ms
         poll(lambda: dht_now_ms() - seen > 3_000 + rules.skew_ms + rules.occupied_ms)
-        sybils = [Identity.generate() for _ in range(5)]
+        # sybils that would win a fresh reader's tie: the owner's start (both clamp alike) and a smaller hash
+        sybils = list(islice((w for w in iter(Identity.generate, None) if beats(w, owner)), 5))
         for who in sybils:
-            _worked_claim(dht, run, who, job, dht_now_ms() - 59_000, 600_000)
+            _worked_claim(dht, run, who, job, start, 600_000)
         ignored = re.compile(r"ignoring (\d+) lease\(s\) on expert/0 written while")  # one line per read
         poll(lambda: sum(int(n) for n in ignored.findall(caplog.text)) == len(sybils))
         assert not got  # still a standby: the owner renews
+
+        # a fresh reader (status, fetch) has watched nothing: alone, it crowns a sybil; trusting the standby it
+        # joined through (its status attests its watched view, claims.attested), it names the owner
+        def fresh_owner(witnesses: list[str]) -> str | None:
+            leases = read_leases(dht, run, [job], witnesses=witnesses)
+            won = owners(leases, dht_now_ms(), run=run)
+            return won[job].holder if job in won else None
+
+        assert fresh_owner([]) in {w.node_id for w in sybils}
+        poll(lambda: fresh_owner([standby.node_id]) == owner.node_id)
+        assert fresh_owner([sybils[0].node_id]) != owner.node_id  # the witness is whom the reader joined, no one else
         crashed.set()
         claimer.join(15.0)  # TTL 3 s + skew + poll + settle, with slack
         assert got == [job], "the standby did not take over: a sybil lease inherited the job"
