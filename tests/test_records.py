@@ -141,3 +141,20 @@ def test_a_status_attests_owners_compactly_and_validates_them():
     for bad in ({"expert/0": BOB.node_id}, {"x" * 40: BOB.node_id[:20]}, {f"e/{i}": "A" * 20 for i in range(33)}):
         with pytest.raises(SchemaError):
             sign_record(ALICE, StatusPayload(role="standby", peer="p", version="1", owners=bad))
+
+
+def test_a_status_too_large_for_the_dht_sheds_its_optional_parts_and_is_still_published():
+    """A status over the cap would never be stored, and a node without a status looks absent (its lease stops
+    counting): the announcer drops the attested owners first, then the oldest vouched CIDs, until it fits."""
+    from paris_node.swarm.announcer import fit_status
+
+    cids = [f"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fb{i:04d}" for i in range(64)]
+    owners = {f"expert/{k}": BOB.node_id[:20] for k in range(32)}
+    body = StatusPayload(role="standby", peer=ALICE.peer_id, version="1.0.0", holds=cids, owners=owners)
+    with pytest.raises(RecordTooLarge):
+        sign_record(ALICE, body)
+    fitted = fit_status(ALICE, "run", body)
+    assert len(sign_record(ALICE, fitted, run="run").to_bytes()) <= DHT_RECORD_CAP
+    assert fitted.owners == {} and fitted.holds == cids[-len(fitted.holds) :] and len(fitted.holds) >= 8
+    small = StatusPayload(role="standby", peer=ALICE.peer_id, version="1.0.0", holds=cids[:3], owners=owners)
+    assert fit_status(ALICE, "run", small) == small  # what fits is left alone

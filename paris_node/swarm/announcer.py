@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import hivemind
 
 from paris_node import __version__
+from paris_node.errors import RecordTooLarge
 from paris_node.identity import Identity
 from paris_node.records import LeasePayload, PointerPayload, ProviderPayload, StatusPayload, sign_record
 from paris_node.swarm import keys
@@ -207,7 +208,8 @@ class Announcer:
     def _status_payload(self) -> StatusPayload:
         with self._cond:
             fields = dict(self._status)
-        return StatusPayload(peer=self.identity.peer_id, version=__version__, addrs=self.addrs, **fields)
+        body = StatusPayload(peer=self.identity.peer_id, version=__version__, addrs=self.addrs, **fields)
+        return fit_status(self.identity, self.run, body)
 
     def _publish_item(self, item: _Item) -> bool:
         with self._cond:
@@ -247,3 +249,21 @@ class Announcer:
                 logger.warning("announcer: %s: %s", type(e).__name__, e)
                 with self._cond:
                     self._cond.wait(timeout=RETRY_S)
+
+
+def fit_status(identity: Identity, run: str, body: StatusPayload) -> StatusPayload:
+    """`body`, trimmed until its signed record fits the DHT's record cap: a status that does not fit is never
+    stored, and a node without a status looks absent (its lease stops counting). The optional parts go first:
+    the owners it attests (readers then decide by the claim rules alone), then the oldest CIDs it vouches for."""
+    while True:
+        try:
+            sign_record(identity, body, run=run, issued_ms=0)
+            return body
+        except RecordTooLarge:
+            if body.owners:
+                logger.debug("status over the record cap: attesting no owners")
+                body = replace(body, owners={})
+            elif body.holds:
+                body = replace(body, holds=body.holds[1:])
+            else:
+                raise
