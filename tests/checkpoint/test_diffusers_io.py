@@ -52,7 +52,10 @@ def test_a_trained_style_checkpoint_exports_and_diffusers_computes_the_same(tmp_
     with torch.no_grad():
         ours = model.eval()(x, t, text, mask)
         theirs = loaded(x, encoder_hidden_states=text, timestep=t, encoder_attention_mask=mask, return_dict=False)[0]
-    assert torch.equal(ours, theirs)
+    # the same computation in two code bases: bit-identical on the Intel sandbox this was written on; on an AMD EPYC
+    # (2026-12-02) the kernels' reduction order differs and 578 of 768 outputs differ by at most 2.4e-7 (one or two
+    # float32 ulps at |x| < 1). The weights themselves round-trip to the last bit (the test above).
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
 def test_every_tensor_mismatch_is_listed_and_nothing_is_written(tmp_path):
