@@ -39,7 +39,7 @@ from paris_node.swarm.claims import (
     still_owner,
 )
 from paris_node.swarm.dht import dht_now_ms, get_many
-from paris_node.swarm.tenure import LeaseHistory, serving_of
+from paris_node.swarm.tenure import LeaseHistory, latest_by_signer, serving_of
 from paris_node.swarm.validator import decode_entry
 
 logger = logging.getLogger(__name__)
@@ -92,10 +92,7 @@ def read_leases(
 def attestation(statuses: list[SignedRecord], witnesses: Iterable[str]) -> dict[str, str]:
     """job -> owner tag, from the latest status of each witness (node ids, in trust order: the first naming a job
     decides it). Statuses are signed: only the witness's own key can speak for it."""
-    latest: dict[str, SignedRecord] = {}
-    for rec in statuses:
-        if rec.signer not in latest or rec.issued_ms > latest[rec.signer].issued_ms:
-            latest[rec.signer] = rec
+    latest = latest_by_signer(statuses)
     out: dict[str, str] = {}
     for w in witnesses:
         if w in latest and latest[w].body.role != "offline":
@@ -106,15 +103,16 @@ def attestation(statuses: list[SignedRecord], witnesses: Iterable[str]) -> dict[
 
 def witnesses_of(maddrs: Iterable[str]) -> list[str]:
     """The node ids of the peers named by `/p2p/<peer id>` in `maddrs` (the addresses a reader joined)."""
+    from multiaddr import Multiaddr
+
     from paris_node.identity import peer_id_to_node_id
 
     out = []
     for m in maddrs:
-        peer = m.rsplit("/p2p/", 1)[1].split("/", 1)[0] if "/p2p/" in m else ""
         try:
-            out.append(peer_id_to_node_id(peer))
-        except ValueError:
-            continue  # not an Ed25519 peer id: that address attests nothing
+            out.append(peer_id_to_node_id(Multiaddr(m).value_for_protocol("p2p")))
+        except Exception:  # no /p2p/ part, or not an Ed25519 peer id: that address attests nothing
+            continue
     return list(dict.fromkeys(out))
 
 
@@ -298,7 +296,7 @@ class Membership:
         leases = self._with_mine(leases)
         leases = self._drop_squatters(leases, new, now)
         if warm:  # only a watch that has seen a whole TTL knows more than a fresh reader: then attest it
-            self._attest(leases, now)
+            self._attest()
         self.history.observe(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
         self.history.observe_holdings(statuses or [], now)
         return leases
@@ -339,11 +337,11 @@ class Membership:
         self._held_since = held
         return leases
 
-    def _attest(self, leases: list[Lease], now: int) -> None:
-        """Say in our status who this watch sees owning each job (claims.attested: readers joined through us)."""
-        won = owners(leases, now, run=self.run, first_seen=self._first_seen, rules=self.rules)
-        tags = {job: owner_tag(lease.holder) for job, lease in sorted(won.items())}
-        self.announcer.set_status(owners=dict(list(tags.items())[: StatusPayload.MAX_OWNERS]))
+    def _attest(self) -> None:
+        """Say in our status who this watch sees owning each job (claims.attested: readers joined through us):
+        the winners of the last read, which `_drop_squatters` keeps in `_held_since`."""
+        won = sorted(self._held_since.items())[: StatusPayload.MAX_OWNERS]
+        self.announcer.set_status(owners={job: owner_tag(holder) for job, (holder, _) in won})
 
     def _pick(self, leases: list[Lease], now: int) -> str | None:
         if self.target is not None:
