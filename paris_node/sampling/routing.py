@@ -97,6 +97,9 @@ def route(probs: Tensor, mode: RoutingMode) -> Tensor:
         order = torch.sort(p, dim=1, descending=True, stable=True).indices[:, :k]
         selected = torch.zeros_like(p, dtype=torch.bool).scatter_(1, order, True)
     kept = torch.where(selected, p, torch.zeros_like(p))
-    total = kept.sum(dim=1, keepdim=True)
+    # scaled by the row's largest kept value first: a total below the smallest normal float (a subnormal
+    # probability) would otherwise be clamped and the row would not sum to 1
+    peak = kept.amax(dim=1, keepdim=True)
+    scaled = kept / torch.where(peak > 0, peak, torch.ones_like(peak))
     uniform = selected.to(p.dtype) / k
-    return torch.where(total > 0, kept / total.clamp_min(torch.finfo(p.dtype).tiny), uniform)
+    return torch.where(peak > 0, scaled / scaled.sum(dim=1, keepdim=True).clamp_min(1.0), uniform)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from paris_node.errors import UsageError
@@ -91,6 +91,7 @@ def test_invalid_probabilities_are_rejected(bad: torch.Tensor) -> None:
     rows=st.lists(st.lists(st.floats(0, 1, width=32), min_size=4, max_size=4), min_size=1, max_size=5),
     k=st.integers(1, 4),
 )
+@example(rows=[[0.0, 0.0, 0.0, 3.1903642396975975e-40]], k=1)  # a subnormal total (CI, 2026-12-02): summed to 0.027
 def test_weights_are_a_distribution_over_the_k_largest(rows: list[list[float]], k: int) -> None:
     probs = torch.tensor(rows)
     w = route(probs, RoutingMode(k))
